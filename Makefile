@@ -1,0 +1,26 @@
+# `make train` and `make test` set up .venv on first use (and again when requirements.txt changes).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.requirements-installed
+ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: train test bench clean
+
+$(STAMP): requirements.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $(STAMP)
+
+train: $(STAMP)
+	$(BIN)/python main.py --dataset mnist --train $(ARGS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python bench.py $(ARGS)
+
+clean:
+	rm -rf checkpoints samples logs export

@@ -1,0 +1,310 @@
+"""Train, sample, visualise and export the class-conditional DCGAN.
+
+    python main.py --dataset mnist --train            # train (resumes if a checkpoint exists)
+    python main.py --dataset mnist                    # sample grid from the latest checkpoint
+    python main.py --dataset mnist --export           # SavedModel for TF Serving
+    python main.py --dataset mnist --visualize        # latent-walk GIF
+"""
+import json
+import os
+import random
+import sys
+
+# TF's C++ logs (CUDA probing on CPU machines, grappler notes) drown the progress line; set it to 0
+# to see them.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np
+from absl import app, flags, logging
+
+import utils
+from utils import DCGANError
+
+MNIST_LIKE = {"mnist": 28, "fashion_mnist": 28}
+NUM_CLASSES = 10
+# Flags that fix the variables' shapes or the data order: a run must be resumed with the same ones.
+RUN_FLAGS = ("dataset", "batch_size", "train_size", "output_height", "output_width", "z_dim", "c_dim",
+             "y_dim", "gf_dim", "df_dim", "gfc_dim", "dfc_dim", "seed")
+
+flags.DEFINE_integer("epoch", 25, "Epochs to train.", lower_bound=1)
+flags.DEFINE_float("learning_rate", 0.0002, "Adam learning rate, for both networks.", lower_bound=0.0)
+flags.DEFINE_float("beta1", 0.5, "Adam beta1 (momentum term), for both networks.", lower_bound=0.0, upper_bound=1.0)
+flags.DEFINE_integer("train_size", None, "Use at most this many training images (default: all).", lower_bound=1)
+flags.DEFINE_integer("batch_size", 64, "Images per batch.", lower_bound=1)
+flags.DEFINE_integer("input_height", None, "Height of the input images (MNIST: 28, the only size it has).", lower_bound=1)
+flags.DEFINE_integer("input_width", None, "Width of the input images (default: input_height).", lower_bound=1)
+flags.DEFINE_integer("output_height", None, "Height of the generated images (MNIST: 28).", lower_bound=4)
+flags.DEFINE_integer("output_width", None, "Width of the generated images (default: output_height).", lower_bound=4)
+flags.DEFINE_string("dataset", "mnist", f"Dataset: one of {', '.join(MNIST_LIKE)}, read from "
+                    "<data_dir>/<dataset>/ (the four IDX files, raw or .gz) or else through tensorflow-datasets.")
+flags.DEFINE_string("data_dir", "./data", "Folder that holds one sub-folder per dataset.")
+flags.DEFINE_string("checkpoint_dir", "checkpoints", "Checkpoints go to <checkpoint_dir>/<out_name>/.")
+flags.DEFINE_string("sample_dir", "samples", "Sample grids go to <sample_dir>/<out_name>/.")
+flags.DEFINE_string("tensorboard_dir", "logs", "TensorBoard logs go to <tensorboard_dir>/<out_name>/.")
+flags.DEFINE_string("export_dir", "export", "SavedModels go to <export_dir>/<out_name>/<step>/.")
+flags.DEFINE_string("out_name", "", "Name of this run's folders (default: <dataset>_<batch>_<height>_<width>).")
+flags.DEFINE_boolean("train", False, "Train (continuing from the latest checkpoint of the run, if any).")
+flags.DEFINE_boolean("crop", False, "Center-crop inputs (kept from the original; MNIST needs no crop).")
+flags.DEFINE_boolean("visualize", False, "Write a GIF walking the latent space, every class side by side.")
+flags.DEFINE_boolean("export", False, "Write a SavedModel for TensorFlow Serving (after training with --train).")
+flags.DEFINE_integer("max_to_keep", 1, "Checkpoints to keep.", lower_bound=1)
+flags.DEFINE_integer("sample_freq", 200, "Write a sample grid every this many steps.", lower_bound=1)
+flags.DEFINE_integer("ckpt_freq", 200, "Write a checkpoint every this many steps.", lower_bound=1)
+flags.DEFINE_integer("z_dim", 100, "Dimension of the noise vector z.", lower_bound=1)
+flags.DEFINE_enum("z_dist", "uniform_signed", ["uniform_signed", "uniform_unsigned", "normal"],
+                  "Distribution of z: U(-1,1), U(0,1) or N(0,1).")
+flags.DEFINE_boolean("G_img_sum", False, "Also write generated images to TensorBoard.")
+flags.DEFINE_integer("seed", None, "Random seed for weights, noise and data order (default: random, "
+                     "remembered by the run so that resuming keeps the data order).", lower_bound=0)
+flags.DEFINE_integer("g_steps", 2, "Generator updates per batch (the original runs two).", lower_bound=1)
+flags.DEFINE_integer("gf_dim", 64, "Generator filters in the first deconv layer's output.", lower_bound=1)
+flags.DEFINE_integer("df_dim", 64, "Discriminator filters in the second conv layer.", lower_bound=1)
+flags.DEFINE_integer("gfc_dim", 1024, "Generator fully connected units.", lower_bound=1)
+flags.DEFINE_integer("dfc_dim", 1024, "Discriminator fully connected units.", lower_bound=1)
+FLAGS = flags.FLAGS
+
+
+@flags.multi_flags_validator(["dataset", "input_height", "input_width", "output_height", "output_width"],
+                             message="MNIST-like datasets have 28x28 images: leave the sizes unset or set them to 28")
+def _mnist_sizes(f):
+    sizes = [f[k] for k in ("input_height", "input_width", "output_height", "output_width")]
+    return f["dataset"] not in MNIST_LIKE or all(s in (None, MNIST_LIKE[f["dataset"]]) for s in sizes)
+
+
+@flags.validator("dataset", message=f"unknown dataset: use one of {', '.join(MNIST_LIKE)}")
+def _known_dataset(name):
+    return name in MNIST_LIKE
+
+
+@flags.validator("out_name", message="--out_name must be a plain folder name (no '/', '..' or leading '.')")
+def _plain_name(name):
+    return name == "" or (os.path.basename(name) == name and not name.startswith(".") and "\\" not in name)
+
+
+@flags.multi_flags_validator(["train_size", "batch_size"], message="--train_size must be at least --batch_size")
+def _enough_images(f):
+    return f["train_size"] is None or f["train_size"] >= f["batch_size"]
+
+
+def run_config():
+    """The run's settings that must stay fixed across resumes (see RUN_FLAGS)."""
+    size = MNIST_LIKE[FLAGS.dataset]
+    config = {name: getattr(FLAGS, name, None) for name in RUN_FLAGS}
+    config.update(output_height=size, output_width=size, c_dim=1, y_dim=NUM_CLASSES)
+    return config
+
+
+class Run:
+    """A run's folders and its config.json, which pins RUN_FLAGS for later resumes."""
+
+    def __init__(self, config):
+        name = FLAGS.out_name or f"{config['dataset']}_{config['batch_size']}_" \
+                                 f"{config['output_height']}_{config['output_width']}"
+        self.name = name
+        self.checkpoints = os.path.join(FLAGS.checkpoint_dir, name)
+        self.samples = os.path.join(FLAGS.sample_dir, name)
+        self.logs = os.path.join(FLAGS.tensorboard_dir, name)
+        self.exports = os.path.join(FLAGS.export_dir, name)
+        self.config_path = os.path.join(self.checkpoints, "config.json")
+        self.config = self.settle_config(config)
+
+    def settle_config(self, config):
+        saved = self.saved_config()
+        if saved is None:
+            if config["seed"] is None:
+                config["seed"] = random.SystemRandom().randrange(2 ** 31)
+            return config
+        if config["seed"] is None:
+            config["seed"] = saved.get("seed")
+        for name in RUN_FLAGS:
+            if saved.get(name) != config[name]:
+                raise DCGANError(f"run '{self.name}' in {self.checkpoints} was made with --{name}={saved.get(name)}, "
+                                 f"not {config[name]}: use the same value or another --out_name")
+        return saved
+
+    def saved_config(self):
+        if not os.path.exists(self.config_path):
+            return None
+        try:
+            with open(self.config_path) as f:
+                return json.load(f)
+        except (OSError, ValueError) as e:
+            raise DCGANError(f"cannot read {self.config_path}: {e}") from None
+
+    def save_config(self):
+        os.makedirs(self.checkpoints, exist_ok=True)
+        tmp = self.config_path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(self.config, f, indent=2, sort_keys=True)
+        os.replace(tmp, self.config_path)
+
+
+def build_model(config):
+    import keras
+    from model import DCGAN
+    keras.utils.set_random_seed(config["seed"])
+    dcgan = DCGAN(y_dim=config["y_dim"], z_dim=config["z_dim"], output_height=config["output_height"],
+                  output_width=config["output_width"], c_dim=config["c_dim"], gf_dim=config["gf_dim"],
+                  df_dim=config["df_dim"], gfc_dim=config["gfc_dim"], dfc_dim=config["dfc_dim"],
+                  z_dist=FLAGS.z_dist, g_steps=FLAGS.g_steps, seed=config["seed"])
+    dcgan.compile(d_optimizer=adam(), g_optimizer=adam())
+    return dcgan
+
+
+def adam():
+    import keras
+    # epsilon 1e-8 is TF1's AdamOptimizer default, which the original used (Keras' is 1e-7).
+    return keras.optimizers.Adam(FLAGS.learning_rate, beta_1=FLAGS.beta1, epsilon=1e-8)
+
+
+def checkpoint_manager(dcgan, run):
+    import tensorflow as tf
+    checkpoint = tf.train.Checkpoint(generator=dcgan.generator, discriminator=dcgan.discriminator,
+                                     g_optimizer=dcgan.g_optimizer, d_optimizer=dcgan.d_optimizer,
+                                     noise=dcgan.noise)
+    # The manager publishes a checkpoint by rewriting the small 'checkpoint' index file atomically
+    # after the data is written, so a kill mid-save leaves the previous checkpoint as the latest.
+    return tf.train.CheckpointManager(checkpoint, run.checkpoints, max_to_keep=FLAGS.max_to_keep,
+                                      checkpoint_name="ckpt")
+
+
+def restore(manager, required):
+    """Loads the latest checkpoint into the model; returns whether there was one."""
+    path = manager.latest_checkpoint
+    if path is None:
+        if required:
+            raise DCGANError(f"no checkpoint in {manager.directory}: train first with --train")
+        return False
+    try:
+        manager.checkpoint.read(path).assert_existing_objects_matched()
+    except (ValueError, AssertionError) as e:
+        raise DCGANError(f"checkpoint {path} does not fit this model: {str(e).splitlines()[0]}") from None
+    print(f"Restored {path}")
+    return True
+
+
+def fixed_samples(config, z_dim, rows=10):
+    """Sample inputs for grids: one z per row, one class per column."""
+    rng = np.random.default_rng(config["seed"])
+    z = rng.uniform(-1, 1, (rows, z_dim)).astype(np.float32)
+    z = np.repeat(z, NUM_CLASSES, axis=0)
+    y = np.eye(NUM_CLASSES, dtype=np.float32)[np.tile(np.arange(NUM_CLASSES), rows)]
+    return z, y
+
+
+def sample_grid(dcgan, z, y):
+    images = dcgan.generator(z, y, training=False).numpy()
+    return utils.make_grid(images, len(images) // NUM_CLASSES, NUM_CLASSES)
+
+
+def train(dcgan, manager, run):
+    import tensorflow as tf
+    images, labels = utils.load_labelled_images(FLAGS.dataset, FLAGS.data_dir)
+    order = np.random.default_rng(run.config["seed"]).permutation(len(images))[:FLAGS.train_size]
+    images, labels = images[order], labels[order]
+    steps_per_epoch = len(images) // FLAGS.batch_size
+    total = FLAGS.epoch * steps_per_epoch
+    start = int(dcgan.step)
+    run.save_config()
+    if start >= total:
+        print(f"Run '{run.name}' already trained {start} steps ({FLAGS.epoch} epochs); raise --epoch to go on.")
+        return
+    print(f"Training on {len(images)} images, {steps_per_epoch} steps per epoch, steps {start}..{total}")
+    batches = iter(utils.shuffled_batches(images, labels, FLAGS.batch_size, NUM_CLASSES,
+                                          run.config["seed"], start))
+    train_step = tf.function(dcgan.train_step)
+    sample_z, sample_y = fixed_samples(run.config, dcgan.z_dim)
+    os.makedirs(run.samples, exist_ok=True)
+    writer = tf.summary.create_file_writer(run.logs)
+    progress = utils.Progress(total, start)
+    logs = {}
+    with writer.as_default():
+        for step in range(start + 1, total + 1):
+            x, y = next(batches)
+            logs = {k: float(v) for k, v in train_step((x, y)).items()}
+            if not all(np.isfinite(list(logs.values()))):
+                raise DCGANError(f"non-finite loss at step {step} ({format_logs(logs)}); "
+                                 f"the last good checkpoint is kept: {manager.latest_checkpoint}")
+            for name, value in logs.items():
+                tf.summary.scalar(name, value, step=step)
+            epoch, batch = divmod(step - 1, steps_per_epoch)
+            progress.update(step, f"epoch {epoch + 1}/{FLAGS.epoch} {format_logs(logs)}")
+            if step % FLAGS.sample_freq == 0 or step == total:
+                write_samples(dcgan, run, sample_z, sample_y, x, y, step, f"train_{epoch:02d}_{batch:04d}.png")
+            if step % FLAGS.ckpt_freq == 0 or step == total:
+                manager.save(checkpoint_number=step)
+    progress.close()
+    print(f"Done: {total} steps. Checkpoint {manager.latest_checkpoint}, samples in {run.samples}")
+
+
+def format_logs(logs):
+    names = {"d_loss": "d_loss", "g_loss": "g_loss", "d_real": "D(x)", "d_fake": "D(G(z))"}
+    return " ".join(f"{label} {logs[key]:.3f}" for key, label in names.items() if key in logs)
+
+
+def write_samples(dcgan, run, z, y, real_x, real_y, step, filename):
+    import tensorflow as tf
+    grid = sample_grid(dcgan, z, y)
+    utils.save_image(grid, os.path.join(run.samples, filename))
+    tf.summary.histogram("z", z, step=step)
+    tf.summary.histogram("d", tf.sigmoid(dcgan.discriminator(real_x, real_y, training=False)), step=step)
+    tf.summary.histogram("d_", tf.sigmoid(dcgan.discriminator(dcgan.generator(z, y), y, training=False)),
+                         step=step)
+    if FLAGS.G_img_sum:
+        tf.summary.image("G", grid[None], step=step)
+
+
+def visualize(dcgan, run, rows=5, keyframes=5, frames_between=10):
+    """GIF that moves each row's z smoothly through random points, every class in its column."""
+    rng = np.random.default_rng(run.config["seed"] + 1)
+    points = rng.uniform(-1, 1, (keyframes + 1, rows, dcgan.z_dim)).astype(np.float32)
+    points[-1] = points[0]
+    frames = []
+    _, y = fixed_samples(run.config, dcgan.z_dim, rows)
+    for a, b in zip(points[:-1], points[1:]):
+        for t in np.linspace(0, 1, frames_between, endpoint=False):
+            z = np.repeat((1 - t) * a + t * b, NUM_CLASSES, axis=0)
+            frames.append(sample_grid(dcgan, z, y))
+    path = os.path.join(run.samples, "latent_walk.gif")
+    utils.save_gif(frames, path)
+    print(f"Wrote {path} ({len(frames)} frames)")
+
+
+def export(dcgan, run):
+    from model import export_savedmodel
+    path = export_savedmodel(dcgan, os.path.join(run.exports, str(int(dcgan.step))))
+    print(f"Exported SavedModel to {path}")
+
+
+def main(argv):
+    if not FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)
+    if len(argv) > 1:
+        raise DCGANError(f"unexpected arguments: {' '.join(argv[1:])} (flags take the form --name=value)")
+    run = Run(run_config())
+    dcgan = build_model(run.config)
+    manager = checkpoint_manager(dcgan, run)
+    restore(manager, required=not FLAGS.train)
+    if FLAGS.train:
+        train(dcgan, manager, run)
+    else:
+        os.makedirs(run.samples, exist_ok=True)
+        path = os.path.join(run.samples, f"test_{int(dcgan.step):06d}.png")
+        utils.save_image(sample_grid(dcgan, *fixed_samples(run.config, dcgan.z_dim)), path)
+        print(f"Wrote {path}")
+    if FLAGS.visualize:
+        visualize(dcgan, run)
+    if FLAGS.export:
+        export(dcgan, run)
+
+
+def run_main(argv):
+    try:
+        main(argv)
+    except DCGANError as e:
+        print(f"Error: {e}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    app.run(run_main)

@@ -1,0 +1,69 @@
+import gzip
+import os
+import subprocess
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import numpy as np
+import pytest
+from absl import flags
+
+import main  # noqa: F401  (defines the flags)
+
+flags.FLAGS.mark_as_parsed()
+
+# A model small enough to train in seconds on 2 cores, with the real layer structure.
+TINY = dict(z_dim=8, gf_dim=8, df_dim=8, gfc_dim=32, dfc_dim=32)
+TINY_FLAGS = [f"--{k}={v}" for k, v in TINY.items()]
+
+
+def write_idx(path, array, compress=False):
+    array = np.asarray(array, np.uint8)
+    header = bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, ">u4").tobytes()
+    data = header + array.tobytes()
+    with open(path, "wb") as f:
+        f.write(gzip.compress(data) if compress else data)
+
+
+def bar_digits(n, seed=0):
+    """A tiny labelled image set: class k is a bright horizontal bar at row 2 + 2k, plus noise."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, n).astype(np.uint8)
+    images = rng.integers(0, 40, (n, 28, 28)).astype(np.uint8)
+    for i, k in enumerate(labels):
+        images[i, 2 + 2 * k: 4 + 2 * k, 4:24] = 255
+    return images, labels
+
+
+def write_mnist_folder(folder, n_train=240, n_test=80, compress=True):
+    os.makedirs(folder, exist_ok=True)
+    suffix = ".gz" if compress else ""
+    for split, n, seed in (("train", n_train, 0), ("t10k", n_test, 1)):
+        x, y = bar_digits(n, seed)
+        write_idx(os.path.join(folder, f"{split}-images-idx3-ubyte{suffix}"), x, compress)
+        write_idx(os.path.join(folder, f"{split}-labels-idx1-ubyte{suffix}"), y, compress)
+    return folder
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    """A data_dir whose mnist/ sub-folder holds a tiny synthetic MNIST (320 images)."""
+    write_mnist_folder(str(tmp_path / "data" / "mnist"))
+    return str(tmp_path / "data")
+
+
+def run_main(args, cwd, timeout=600):
+    """Runs main.py in a fresh process; returns (exit code, stdout + stderr)."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def error_lines(output):
+    """The lines a user would read as our error message (TF's own C++ start-up notes left out)."""
+    return [l for l in output.splitlines()
+            if l.strip() and not l.startswith(("I0000", "WARNING: All log messages", "E0000", "W0000"))]

@@ -1,0 +1,140 @@
+"""main.py end to end, in fresh processes as a user runs it, plus checkpoint round trips."""
+import glob
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from absl.testing import flagsaver
+
+import main
+import utils
+from conftest import TINY, TINY_FLAGS, error_lines, run_main
+
+RUN = "mnist_32_28_28"
+
+
+def train_args(data_dir, *extra):
+    return ["--dataset=mnist", f"--data_dir={data_dir}", "--batch_size=32", "--seed=3", *TINY_FLAGS, *extra]
+
+
+def test_train_resume_sample_and_export(tmp_path, data_dir):
+    # 320 images / 32 = 10 steps per epoch
+    rc, out = run_main(train_args(data_dir, "--train", "--epoch=1", "--ckpt_freq=4", "--sample_freq=5"), tmp_path)
+    assert rc == 0, out
+    assert "steps 0..10" in out
+    ckpt = tmp_path / "checkpoints" / RUN
+    assert (ckpt / "ckpt-10.index").exists() and not (ckpt / "ckpt-8.index").exists()  # max_to_keep 1
+    assert sorted(os.listdir(tmp_path / "samples" / RUN)) == ["train_00_0004.png", "train_00_0009.png"]
+    assert glob.glob(str(tmp_path / "logs" / RUN / "events.out.tfevents.*"))
+
+    rc, out = run_main(train_args(data_dir, "--train", "--epoch=2", "--ckpt_freq=4", "--sample_freq=5"), tmp_path)
+    assert rc == 0, out
+    assert f"Restored checkpoints/{RUN}/ckpt-10" in out and "steps 10..20" in out
+    assert (ckpt / "ckpt-20.index").exists()
+    assert "train_01_0004.png" in os.listdir(tmp_path / "samples" / RUN)
+
+    rc, out = run_main(train_args(data_dir, "--export", "--visualize"), tmp_path)
+    assert rc == 0, out
+    assert (tmp_path / "samples" / RUN / "test_000020.png").exists()
+    assert (tmp_path / "samples" / RUN / "latent_walk.gif").exists()
+    export = tmp_path / "export" / RUN / "20"
+    assert (export / "saved_model.pb").exists()
+    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    shown = subprocess.run([cli, "show", "--dir", str(export), "--all"], capture_output=True, text=True).stdout
+    for needle in ("signature_def['serving_default']", "inputs['z']", "inputs['label']", "outputs['images']",
+                   "shape: (-1, 8)", "shape: (-1, 28, 28, 1)"):
+        assert needle in shown, shown
+
+
+def test_resume_with_other_architecture_flags_names_the_flag(tmp_path, data_dir):
+    assert run_main(train_args(data_dir, "--train", "--epoch=1"), tmp_path)[0] == 0
+    rc, out = run_main(train_args(data_dir, "--train", "--epoch=2", "--z_dim=16"), tmp_path)
+    assert rc == 1
+    assert error_lines(out)[-1] == (f"Error: run '{RUN}' in checkpoints/{RUN} was made with --z_dim=8, not 16: "
+                                    "use the same value or another --out_name")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--batch_size=0"], "flag --batch_size=0: 0 is not a positive integer"),
+    (["--epoch=-1"], "flag --epoch=-1: -1 is not a positive integer"),
+    (["--z_dim=abc"], "--z_dim=abc: invalid literal"),
+    (["--dataset=cifar"], "unknown dataset: use one of mnist, fashion_mnist"),
+    (["--z_dist=gauss"], "--z_dist=gauss: value should be one of <uniform_signed|uniform_unsigned|normal>"),
+    (["--out_name=../elsewhere"], "--out_name must be a plain folder name"),
+    (["--output_height=64"], "MNIST-like datasets have 28x28 images"),
+    (["--train_size=10"], "--train_size must be at least --batch_size"),
+    (["--train", "stray"], "Error: unexpected arguments: stray"),
+    ([], f"Error: no checkpoint in checkpoints/mnist_64_28_28: train first with --train"),
+    (["--export"], f"Error: no checkpoint in checkpoints/mnist_64_28_28: train first with --train"),
+])
+def test_bad_input_gets_one_clear_line(tmp_path, args, message):
+    rc, out = run_main(args, tmp_path)
+    assert rc == 1
+    assert "Traceback" not in out
+    lines = error_lines(out)
+    assert message in lines[0], out
+    assert len(lines) <= 2  # absl adds "Pass --helpshort or --helpfull to see help on flags."
+    assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "samples").exists()
+
+
+def test_checkpoint_restores_weights_optimizer_state_and_noise(tmp_path):
+    import tensorflow as tf
+    with flagsaver.flagsaver(checkpoint_dir=str(tmp_path), seed=1, **TINY):
+        def fresh():
+            run = main.Run(main.run_config())
+            dcgan = main.build_model(run.config)
+            return dcgan, main.checkpoint_manager(dcgan, run)
+
+        dcgan, manager = fresh()
+        step = tf.function(dcgan.train_step)
+        x, y = tf.random.uniform((8, 28, 28, 1)), tf.one_hot(tf.range(8) % 10, 10)
+        for _ in range(3):
+            step((x, y))
+        manager.save(checkpoint_number=int(dcgan.step))
+
+        restored, restored_manager = fresh()
+        assert main.restore(restored_manager, required=True)
+        assert int(restored.step) == 3 and int(restored.g_optimizer.iterations) == 6
+        for a, b in [(dcgan.d_optimizer.variables, restored.d_optimizer.variables),
+                     (dcgan.g_optimizer.variables, restored.g_optimizer.variables),
+                     (dcgan.generator.weights, restored.generator.weights),
+                     (dcgan.discriminator.weights, restored.discriminator.weights)]:
+            assert len(a) == len(b) > 0
+            for va, vb in zip(a, b):
+                np.testing.assert_array_equal(np.asarray(va), np.asarray(vb))
+        np.testing.assert_array_equal(dcgan.sample_z(4).numpy(), restored.sample_z(4).numpy())
+        # Training on from the restored state gives what training on without a stop gives.
+        np.testing.assert_allclose(step((x, y))["g_loss"], tf.function(restored.train_step)((x, y))["g_loss"],
+                                   rtol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("DCGAN_TEST_DATA_DIR"), reason="set DCGAN_TEST_DATA_DIR to a folder "
+                    "with mnist/ (CI points it at ../shared/data)")
+def test_real_mnist_300_steps_draws_the_asked_digits(tmp_path):
+    data_dir = os.environ["DCGAN_TEST_DATA_DIR"]
+    rc, out = run_main(["--dataset=mnist", f"--data_dir={data_dir}", "--train", "--epoch=1",
+                        "--train_size=19200", "--seed=0", "--sample_freq=100", "--export"], tmp_path)
+    assert rc == 0, out
+    run = "mnist_64_28_28"
+    assert (tmp_path / "checkpoints" / run / "ckpt-300.index").exists()
+    assert (tmp_path / "samples" / run / "train_00_0299.png").exists()
+    export = tmp_path / "export" / run / "300"
+    assert (export / "saved_model.pb").exists()
+
+    # The digits follow their labels: a nearest-class-mean classifier fit on real MNIST (82% on real
+    # test digits) recognises most generated digits as the class asked for.
+    import tensorflow as tf
+    images, labels = utils.load_mnist_idx(os.path.join(data_dir, "mnist"))
+    images = images.reshape(len(images), -1) / 255.0
+    means = np.stack([images[labels == k].mean(0) for k in range(10)])
+    asked = np.arange(1000) % 10
+    z = np.random.default_rng(0).uniform(-1, 1, (1000, 100)).astype(np.float32)
+    serve = tf.saved_model.load(str(export)).signatures["serving_default"]
+    fake = serve(z=tf.constant(z), label=tf.constant(asked, tf.int32))["images"].numpy().reshape(1000, -1)
+    predicted = np.argmin(((fake[:, None, :] - means[None]) ** 2).sum(-1), axis=1)
+    accuracy = np.mean(predicted == asked)
+    print(f"nearest-mean accuracy of generated digits: {accuracy:.3f}")
+    assert accuracy > 0.6

@@ -1,0 +1,213 @@
+"""Data loading, image grids and GIFs."""
+import gzip
+import os
+import socket
+import sys
+import time
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+
+MNIST_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+IDX_UBYTE = 0x08
+
+
+class DCGANError(Exception):
+    """A problem the user can fix; main.py prints it as one line instead of a traceback."""
+
+
+class DataError(DCGANError):
+    pass
+
+
+# ---------------------------------------------------------------- IDX files (MNIST format)
+
+def read_idx(path):
+    """Reads one IDX file of unsigned bytes, raw or gzip-compressed, checking its header and size."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+        if raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)
+    except (OSError, EOFError) as e:
+        raise DataError(f"cannot read {path}: {e}") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != IDX_UBYTE or raw[3] == 0:
+        raise DataError(f"{path} is not an IDX file of unsigned bytes (wrong magic number {raw[:4].hex()})")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"{path} is truncated: its header needs {header} bytes, it has {len(raw)}")
+    shape = tuple(int(d) for d in np.frombuffer(raw[4:header], ">u4"))
+    expected = int(np.prod(shape))
+    if len(raw) - header != expected:
+        raise DataError(f"{path} is truncated or padded: shape {shape} needs {expected} bytes of data, "
+                        f"it has {len(raw) - header}")
+    return np.frombuffer(raw, np.uint8, offset=header).reshape(shape)
+
+
+def find_idx(folder, name):
+    for candidate in (name + ".gz", name):
+        path = os.path.join(folder, candidate)
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def load_mnist_idx(folder, num_classes=10):
+    """Train and test splits from the four IDX files in folder, concatenated: uint8 [N,28,28], [N]."""
+    paths = {key: find_idx(folder, name) for key, name in MNIST_FILES.items()}
+    missing = [MNIST_FILES[key] for key, path in paths.items() if path is None]
+    if missing:
+        raise DataError(f"{folder} lacks {', '.join(missing)} (raw or .gz)")
+    images, labels = [], []
+    for split in ("train", "test"):
+        x, y = read_idx(paths[f"{split}_images"]), read_idx(paths[f"{split}_labels"])
+        if x.ndim != 3 or y.ndim != 1:
+            raise DataError(f"{folder}: {split} images must be 3-D and labels 1-D, got {x.shape} and {y.shape}")
+        if len(x) != len(y):
+            raise DataError(f"{folder}: {len(x)} {split} images but {len(y)} labels")
+        if y.size and y.max() >= num_classes:
+            raise DataError(f"{folder}: {split} label {y.max()} is outside 0..{num_classes - 1}")
+        images.append(x)
+        labels.append(y)
+    return np.concatenate(images), np.concatenate(labels)
+
+
+# ---------------------------------------------------------------- datasets
+
+def can_reach(host, port=443, timeout=3.0):
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def load_tfds(name, folder):
+    """MNIST-like set through tensorflow-datasets, failing fast when it would have to download offline."""
+    import tensorflow_datasets as tfds
+    builder = tfds.builder(name)
+    if not builder.is_prepared() and not can_reach("storage.googleapis.com"):
+        raise DataError(f"no {name} files in {folder} and no internet to download them with "
+                        f"tensorflow-datasets: put the four IDX files ({MNIST_FILES['train_images']}.gz, ...) "
+                        f"in {folder}")
+    builder.download_and_prepare()
+    images, labels = [], []
+    for split in ("train", "test"):
+        x, y = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1, as_supervised=True))
+        images.append(x[..., 0])
+        labels.append(y)
+    return np.concatenate(images), np.concatenate(labels).astype(np.uint8)
+
+
+def load_labelled_images(dataset, data_dir):
+    """Train and test splits of an MNIST-like dataset: local IDX files first, then tfds."""
+    folder = os.path.join(data_dir, dataset)
+    if os.path.isdir(folder):
+        return load_mnist_idx(folder)
+    return load_tfds(dataset, folder)
+
+
+def shuffled_batches(images, labels, batch_size, num_classes, seed, start_step=0):
+    """Endless tf.data stream of (x in [0,1] [B,H,W,1], one-hot y) batches, reshuffled each epoch.
+
+    The order of epoch e depends only on (seed, e), so a run resumed at start_step sees exactly
+    the batches it would have seen had it never stopped.
+    """
+    n = len(images)
+    steps_per_epoch = n // batch_size
+    images, labels = tf.constant(images), tf.constant(labels, tf.int32)
+
+    def epoch_order(epoch):
+        keys = tf.random.stateless_uniform([n], seed=tf.stack([tf.cast(seed, tf.int64), epoch]))
+        return tf.data.Dataset.from_tensor_slices(tf.argsort(keys)).batch(batch_size, drop_remainder=True)
+
+    def gather(index):
+        x = tf.cast(tf.gather(images, index), tf.float32)[..., None] / 255.0
+        return x, tf.one_hot(tf.gather(labels, index), num_classes)
+
+    first_epoch = start_step // steps_per_epoch
+    return (tf.data.Dataset.range(first_epoch, np.iinfo(np.int64).max)
+            .flat_map(epoch_order)
+            .skip(start_step - first_epoch * steps_per_epoch)
+            .map(gather, num_parallel_calls=tf.data.AUTOTUNE)
+            .prefetch(tf.data.AUTOTUNE))
+
+
+# ---------------------------------------------------------------- images
+
+def to_uint8(images):
+    """Float images in [0, 1] -> uint8, squeezing nothing."""
+    return np.clip(np.rint(np.asarray(images) * 255.0), 0, 255).astype(np.uint8)
+
+
+def make_grid(images, rows, cols):
+    """[rows*cols, H, W, C] -> one [rows*H, cols*W, C] image, filled row by row."""
+    images = np.asarray(images)
+    n, h, w, c = images.shape
+    if n != rows * cols:
+        raise ValueError(f"{n} images do not fill a {rows}x{cols} grid")
+    return images.reshape(rows, cols, h, w, c).transpose(0, 2, 1, 3, 4).reshape(rows * h, cols * w, c)
+
+
+def to_pil(image):
+    image = to_uint8(image)
+    return Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
+
+
+def save_image(image, path):
+    """Writes one [H, W, C] float image in [0, 1] as PNG, publishing it only when complete."""
+    tmp = path + ".tmp"
+    to_pil(image).save(tmp, format="PNG")
+    os.replace(tmp, path)
+
+
+def save_gif(frames, path, duration_ms=80):
+    """Writes [H, W, C] float frames in [0, 1] as a looping GIF."""
+    first, *rest = [to_pil(f) for f in frames]
+    tmp = path + ".tmp"
+    first.save(tmp, format="GIF", save_all=True, append_images=rest, duration=duration_ms, loop=0)
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------- progress
+
+class Progress:
+    """One status line for long loops: rewritten in place on a terminal, else printed every `every` s."""
+
+    def __init__(self, total, start=0, every=30.0, stream=None):
+        self.clock = time.perf_counter
+        self.stream = stream or sys.stdout
+        self.tty = self.stream.isatty()
+        self.total, self.start, self.every = total, start, every
+        self.t0 = self.clock()
+        self.last = float("-inf")  # the first update always shows
+
+    def update(self, done, text="", force=False):
+        now = self.clock()
+        if not (force or self.tty or now - self.last >= self.every):
+            return
+        self.last = now
+        rate = (done - self.start) / max(now - self.t0, 1e-9)
+        eta = (self.total - done) / rate if rate > 0 else float("nan")
+        line = f"{done}/{self.total} {text} | {rate:.2f} it/s ETA {format_seconds(eta)}"
+        self.stream.write(("\r" + line + "\033[K") if self.tty else line + "\n")
+        self.stream.flush()
+
+    def close(self):
+        if self.tty:
+            self.stream.write("\n")
+
+
+def format_seconds(seconds):
+    if not np.isfinite(seconds):
+        return "?"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
