@@ -4,6 +4,7 @@
     python main.py --dataset mnist                    # sample grid from the latest checkpoint
     python main.py --dataset mnist --export           # SavedModel for TF Serving
     python main.py --dataset mnist --visualize        # latent-walk GIF
+    python main.py --dataset mnist --generate --labels 3,1,4 --n_per_label 8 --seed 7
 """
 import json
 import os
@@ -23,7 +24,7 @@ from utils import DCGANError
 MNIST_LIKE = {"mnist": 28, "fashion_mnist": 28}
 NUM_CLASSES = 10
 # Flags that fix the variables' shapes or the data order: a run must be resumed with the same ones.
-RUN_FLAGS = ("dataset", "batch_size", "train_size", "output_height", "output_width", "z_dim", "c_dim",
+RUN_FLAGS = ("dataset", "batch_size", "train_size", "output_height", "output_width", "z_dim", "z_dist", "c_dim",
              "y_dim", "gf_dim", "df_dim", "gfc_dim", "dfc_dim", "seed")
 
 flags.DEFINE_integer("epoch", 25, "Epochs to train.", lower_bound=1)
@@ -45,6 +46,13 @@ flags.DEFINE_string("export_dir", "export", "SavedModels go to <export_dir>/<out
 flags.DEFINE_string("out_name", "", "Name of this run's folders (default: <dataset>_<batch>_<height>_<width>).")
 flags.DEFINE_boolean("train", False, "Train (continuing from the latest checkpoint of the run, if any).")
 flags.DEFINE_boolean("crop", False, "Center-crop inputs (kept from the original; MNIST needs no crop).")
+flags.DEFINE_boolean("generate", False, "Write a grid of the digits in --labels, --n_per_label of each (one "
+                     "column per label, one z per row), from the latest checkpoint or --from_savedmodel.")
+flags.DEFINE_string("labels", "all", "With --generate: comma-separated class labels, e.g. 3,1,4, or 'all'.")
+flags.DEFINE_integer("n_per_label", 8, "With --generate: images per label.", lower_bound=1)
+flags.DEFINE_boolean("save_individual", False, "With --generate: also write one PNG per image.")
+flags.DEFINE_string("from_savedmodel", "", "With --generate: use this exported SavedModel (a version folder) "
+                    "instead of the latest checkpoint.")
 flags.DEFINE_boolean("visualize", False, "Write a GIF walking the latent space, every class side by side.")
 flags.DEFINE_boolean("export", False, "Write a SavedModel for TensorFlow Serving (after training with --train).")
 flags.DEFINE_integer("max_to_keep", 1, "Checkpoints to keep.", lower_bound=1)
@@ -81,6 +89,21 @@ def _plain_name(name):
     return name == "" or (os.path.basename(name) == name and not name.startswith(".") and "\\" not in name)
 
 
+@flags.validator("labels", message=f"--labels must be 'all' or comma-separated integers in 0..{NUM_CLASSES - 1}")
+def _valid_labels(text):
+    return parse_labels(text) is not None
+
+
+def parse_labels(text):
+    if text.strip() == "all":
+        return list(range(NUM_CLASSES))
+    try:
+        labels = [int(part) for part in text.split(",")]
+    except ValueError:
+        return None
+    return labels if all(0 <= k < NUM_CLASSES for k in labels) else None
+
+
 @flags.multi_flags_validator(["train_size", "batch_size"], message="--train_size must be at least --batch_size")
 def _enough_images(f):
     return f["train_size"] is None or f["train_size"] >= f["batch_size"]
@@ -94,13 +117,16 @@ def run_config():
     return config
 
 
+def run_name(config):
+    return FLAGS.out_name or f"{config['dataset']}_{config['batch_size']}_" \
+                             f"{config['output_height']}_{config['output_width']}"
+
+
 class Run:
     """A run's folders and its config.json, which pins RUN_FLAGS for later resumes."""
 
     def __init__(self, config):
-        name = FLAGS.out_name or f"{config['dataset']}_{config['batch_size']}_" \
-                                 f"{config['output_height']}_{config['output_width']}"
-        self.name = name
+        self.name = name = run_name(config)
         self.checkpoints = os.path.join(FLAGS.checkpoint_dir, name)
         self.samples = os.path.join(FLAGS.sample_dir, name)
         self.logs = os.path.join(FLAGS.tensorboard_dir, name)
@@ -114,7 +140,8 @@ class Run:
             if config["seed"] is None:
                 config["seed"] = random.SystemRandom().randrange(2 ** 31)
             return config
-        if config["seed"] is None:
+        # Outside training --seed only picks the noise of the images asked for.
+        if config["seed"] is None or not FLAGS.train:
             config["seed"] = saved.get("seed")
         for name in RUN_FLAGS:
             if saved.get(name) != config[name]:
@@ -146,7 +173,7 @@ def build_model(config):
     dcgan = DCGAN(y_dim=config["y_dim"], z_dim=config["z_dim"], output_height=config["output_height"],
                   output_width=config["output_width"], c_dim=config["c_dim"], gf_dim=config["gf_dim"],
                   df_dim=config["df_dim"], gfc_dim=config["gfc_dim"], dfc_dim=config["dfc_dim"],
-                  z_dist=FLAGS.z_dist, g_steps=FLAGS.g_steps, seed=config["seed"])
+                  z_dist=config["z_dist"], g_steps=FLAGS.g_steps, seed=config["seed"])
     dcgan.compile(d_optimizer=adam(), g_optimizer=adam())
     return dcgan
 
@@ -176,7 +203,7 @@ def restore(manager, required):
             raise DCGANError(f"no checkpoint in {manager.directory}: train first with --train")
         return False
     try:
-        manager.checkpoint.read(path).assert_existing_objects_matched()
+        manager.checkpoint.restore(path).assert_existing_objects_matched()
     except (ValueError, AssertionError) as e:
         raise DCGANError(f"checkpoint {path} does not fit this model: {str(e).splitlines()[0]}") from None
     print(f"Restored {path}")
@@ -272,8 +299,38 @@ def visualize(dcgan, run, rows=5, keyframes=5, frames_between=10):
 
 def export(dcgan, run):
     from model import export_savedmodel
-    path = export_savedmodel(dcgan, os.path.join(run.exports, str(int(dcgan.step))))
+    step = int(dcgan.step)
+    path = export_savedmodel(dcgan, os.path.join(run.exports, str(step)), step)
     print(f"Exported SavedModel to {path}")
+
+
+def load_savedmodel(path):
+    from model import ExportedGenerator
+    try:
+        return ExportedGenerator(path)
+    except ValueError as e:
+        raise DCGANError(str(e)) from None
+
+
+def write_generated(model, sample_dir):
+    """--generate: one grid (a column per label, a row per seed) and, if asked, one PNG per image."""
+    from model import generate
+    labels = parse_labels(FLAGS.labels)
+    seed = FLAGS.seed if FLAGS.seed is not None else random.SystemRandom().randrange(2 ** 31)
+    images = generate(model, labels, n=FLAGS.n_per_label, seed=seed)
+    stem = f"generate_{'-'.join(map(str, labels))}_seed{seed}"
+    os.makedirs(sample_dir, exist_ok=True)
+    by_row = images.swapaxes(0, 1).reshape(-1, *images.shape[2:])
+    path = os.path.join(sample_dir, stem + ".png")
+    utils.save_image(utils.make_grid(by_row, FLAGS.n_per_label, len(labels)), path)
+    print(f"Wrote {path} ({len(labels)} labels x {FLAGS.n_per_label}, seed {seed})")
+    if FLAGS.save_individual:
+        folder = os.path.join(sample_dir, stem)
+        os.makedirs(folder, exist_ok=True)
+        for label, row in zip(labels, images):
+            for j, image in enumerate(row):
+                utils.save_image(image, os.path.join(folder, f"label{label}_seed{seed + j}.png"))
+        print(f"Wrote {images.shape[0] * images.shape[1]} images to {folder}")
 
 
 def main(argv):
@@ -281,13 +338,18 @@ def main(argv):
         logging.set_verbosity(logging.WARNING)
     if len(argv) > 1:
         raise DCGANError(f"unexpected arguments: {' '.join(argv[1:])} (flags take the form --name=value)")
+    if FLAGS.generate and FLAGS.from_savedmodel:
+        write_generated(load_savedmodel(FLAGS.from_savedmodel), os.path.join(FLAGS.sample_dir, run_name(run_config())))
+        return
     run = Run(run_config())
     dcgan = build_model(run.config)
     manager = checkpoint_manager(dcgan, run)
     restore(manager, required=not FLAGS.train)
     if FLAGS.train:
         train(dcgan, manager, run)
-    else:
+    if FLAGS.generate:
+        write_generated(dcgan, run.samples)
+    elif not FLAGS.train:
         os.makedirs(run.samples, exist_ok=True)
         path = os.path.join(run.samples, f"test_{int(dcgan.step):06d}.png")
         utils.save_image(sample_grid(dcgan, *fixed_samples(run.config, dcgan.z_dim)), path)

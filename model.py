@@ -2,11 +2,17 @@
 
 Layer for layer the conditional (MNIST) branch of carpedm20's DCGAN-tensorflow.
 """
+import json
+import os
+import tempfile
+
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import ops
 
 from ops import batch_norm, concat, conv2d, conv_cond_concat, deconv2d, linear, lrelu
+from utils import to_uint8
 
 # Grappler's remapper fails on the discriminator's lrelu gradient (it logs an error and falls back);
 # without it the training step also runs about 5% faster on CPU.
@@ -18,6 +24,7 @@ class ConditionalGenerator(keras.layers.Layer):
 
     def __init__(self, output_height=28, output_width=28, c_dim=1, gf_dim=64, gfc_dim=1024, **kwargs):
         super().__init__(**kwargs)
+        self.output_height, self.output_width, self.c_dim = output_height, output_width, c_dim
         self.s_h4, self.s_w4 = output_height // 4, output_width // 4
         self.gf_dim = gf_dim
         self.h0, self.bn0 = linear(gfc_dim, "g_h0_lin"), batch_norm("g_bn0")
@@ -49,6 +56,21 @@ class ConditionalDiscriminator(keras.layers.Layer):
         h = ops.reshape(h, (ops.shape(h)[0], -1))
         h = lrelu(self.bn2(self.h2(concat(h, y)), training=training))
         return self.h3(concat(h, y))
+
+
+Z_UNIFORM_RANGES = {"uniform_signed": (-1.0, 1.0), "uniform_unsigned": (0.0, 1.0)}
+
+
+def z_from_seeds(seeds, z_dim, z_dist):
+    """One z per integer seed from a stateless RNG: a seed gives the same z in Python, on the command
+    line and inside an exported SavedModel, whatever else is in the batch."""
+    def one(seed):
+        key = tf.stack([seed, tf.constant(0, tf.int64)])
+        if z_dist == "normal":
+            return tf.random.stateless_normal([z_dim], key)
+        low, high = Z_UNIFORM_RANGES[z_dist]
+        return tf.random.stateless_uniform([z_dim], key, low, high)
+    return tf.map_fn(one, tf.cast(seeds, tf.int64), fn_output_signature=tf.float32)
 
 
 def bce_with_logits(logits, target):
@@ -88,11 +110,13 @@ class DCGAN(keras.Model):
 
     def sample_z(self, n):
         shape = tf.stack([n, self.z_dim])
-        if self.z_dist == "uniform_signed":
-            return self.noise.uniform(shape, -1.0, 1.0)
-        if self.z_dist == "uniform_unsigned":
-            return self.noise.uniform(shape, 0.0, 1.0)
-        return self.noise.normal(shape)
+        if self.z_dist == "normal":
+            return self.noise.normal(shape)
+        return self.noise.uniform(shape, *Z_UNIFORM_RANGES[self.z_dist])
+
+    def sample(self, z, label):
+        """Images in [0, 1] for z [N, z_dim] and integer labels [N], batch-norm in inference mode."""
+        return self.generator(z, tf.one_hot(label, self.y_dim), training=False)
 
     def call(self, inputs, training=False):
         z, y = inputs
@@ -138,35 +162,119 @@ class DCGAN(keras.Model):
 
 
 class ServingModule(tf.Module):
-    """What --export writes: the generator behind signatures with named inputs and any batch size."""
+    """What --export writes: the generator behind named signatures that take any batch size.
 
-    def __init__(self, generator, z_dim, y_dim):
+    serving_default(z, label) -> images; generate(label, seed) -> images, with z drawn in the graph;
+    generate_png(label, seed) -> png_bytes (TF Serving's REST API base64-encodes '_bytes' outputs);
+    config() -> the model's sizes, z distribution and training step.
+    """
+
+    def __init__(self, dcgan, step):
         super().__init__()
-        self.generator, self.z_dim, self.y_dim = generator, z_dim, y_dim
+        # Only the generator is tracked, so the export carries none of D's or the optimisers' state.
+        self.generator = dcgan.generator
+        self.z_dim, self.y_dim, self.z_dist = dcgan.z_dim, dcgan.y_dim, dcgan.z_dist
+        self.constants = {"z_dim": dcgan.z_dim, "y_dim": dcgan.y_dim, "step": step,
+                          "height": dcgan.generator.output_height, "width": dcgan.generator.output_width,
+                          "channels": dcgan.generator.c_dim}
+        label = tf.TensorSpec([None], tf.int32, name="label")
+        seed = tf.TensorSpec([None], tf.int64, name="seed")
         self.serve = tf.function(self._serve, input_signature=[
-            tf.TensorSpec([None, z_dim], tf.float32, name="z"),
-            tf.TensorSpec([None], tf.int32, name="label")])
+            tf.TensorSpec([None, dcgan.z_dim], tf.float32, name="z"), label])
+        self.generate = tf.function(self._generate, input_signature=[label, seed])
+        self.generate_png = tf.function(self._generate_png, input_signature=[label, seed])
+        self.config = tf.function(self._config, input_signature=[])
+
+    def sample(self, z, label):
+        return self.generator(z, tf.one_hot(label, self.y_dim), training=False)
+
+    def checked(self, label, other):
+        """label and the other input, passed on only once they make a valid request."""
+        y_dim = self.y_dim
+        checks = [
+            tf.debugging.assert_equal(tf.shape(other)[0], tf.shape(label)[0],
+                                      message="every input must have the same batch size as label"),
+            tf.debugging.assert_non_negative(label, message=f"label must be in 0..{y_dim - 1}"),
+            tf.debugging.assert_less(label, y_dim, message=f"label must be in 0..{y_dim - 1}"),
+        ]
+        if other.dtype == tf.float32:
+            checks.append(tf.debugging.assert_equal(tf.shape(other)[1:], [self.z_dim],
+                                                    message=f"z must have shape [batch, {self.z_dim}]"))
+        with tf.control_dependencies(checks):
+            return tf.identity(label), tf.identity(other)
 
     def _serve(self, z, label):
-        checks = [
-            tf.debugging.assert_equal(tf.shape(z)[0], tf.shape(label)[0],
-                                      message="z and label must have the same batch size"),
-            tf.debugging.assert_non_negative(label, message=f"label must be in 0..{self.y_dim - 1}"),
-            tf.debugging.assert_less(label, self.y_dim, message=f"label must be in 0..{self.y_dim - 1}"),
-        ]
-        with tf.control_dependencies(checks):
-            y = tf.one_hot(label, self.y_dim)
-        return {"images": self.generator(z, y, training=False)}
+        label, z = self.checked(label, z)
+        return {"images": self.sample(z, label)}
+
+    def _generate(self, label, seed):
+        label, seed = self.checked(label, seed)
+        return {"images": self.sample(z_from_seeds(seed, self.z_dim, self.z_dist), label)}
+
+    def _generate_png(self, label, seed):
+        images = tf.cast(tf.round(self._generate(label, seed)["images"] * 255.0), tf.uint8)
+        return {"png_bytes": tf.map_fn(tf.io.encode_png, images, fn_output_signature=tf.string)}
+
+    def _config(self):
+        constants = {k: tf.constant(v, tf.int64) for k, v in self.constants.items()}
+        return {**constants, "z_dist": tf.constant(self.z_dist)}
 
 
-def export_savedmodel(dcgan, path):
-    """Writes a SavedModel at path (TF Serving's <base>/<version> layout), published only when complete."""
-    module = ServingModule(dcgan.generator, dcgan.z_dim, dcgan.y_dim)
+def export_savedmodel(dcgan, path, step=0):
+    """Writes a SavedModel at path (TF Serving's <base>/<version> layout), published only when complete.
+
+    Its assets/config.json repeats what the config signature returns, for readers without TF.
+    """
+    module = ServingModule(dcgan, step)
     tmp = path + ".tmp"
     if tf.io.gfile.exists(tmp):
         tf.io.gfile.rmtree(tmp)
-    tf.saved_model.save(module, tmp, signatures={"serving_default": module.serve})
+    with tempfile.TemporaryDirectory() as scratch:
+        config_path = os.path.join(scratch, "config.json")
+        with open(config_path, "w") as f:
+            json.dump({**module.constants, "z_dist": module.z_dist}, f, indent=2, sort_keys=True)
+        module.config_file = tf.saved_model.Asset(config_path)
+        signatures = {"serving_default": module.serve, "generate": module.generate,
+                      "generate_png": module.generate_png, "config": module.config}
+        tf.saved_model.save(module, tmp, signatures=signatures)
     if tf.io.gfile.exists(path):
         tf.io.gfile.rmtree(path)
     tf.io.gfile.rename(tmp, path)
     return path
+
+
+class ExportedGenerator:
+    """A SavedModel written by --export, with the attributes generate() needs."""
+
+    def __init__(self, path):
+        try:
+            self.module = tf.saved_model.load(path)
+        except (OSError, ValueError, tf.errors.OpError) as e:
+            raise ValueError(f"{path} is not a SavedModel written by --export: {str(e).splitlines()[0]}") from None
+        if not hasattr(self.module, "config"):
+            raise ValueError(f"{path} is a SavedModel, but not one written by --export (no config signature)")
+        config = {k: v.numpy() for k, v in self.module.config().items()}
+        self.z_dim, self.y_dim = int(config["z_dim"]), int(config["y_dim"])
+        self.z_dist = config["z_dist"].decode()
+
+    def sample(self, z, label):
+        return self.module.serve(tf.convert_to_tensor(z, tf.float32), tf.convert_to_tensor(label, tf.int32))["images"]
+
+
+def generate(model, labels, n=1, seed=0, z=None):
+    """uint8 images [len(labels), n, H, W, C]: n per label, image j of every label from the same z.
+
+    model is a DCGAN or an ExportedGenerator. Image j uses seed + j (the z that the SavedModel's
+    generate signature draws for that seed), unless z [n, z_dim] is given.
+    """
+    labels = np.asarray(labels, np.int32).reshape(-1)
+    if labels.size == 0 or labels.min() < 0 or labels.max() >= model.y_dim:
+        raise ValueError(f"labels must be a non-empty list of integers in 0..{model.y_dim - 1}")
+    if z is None:
+        z = z_from_seeds(seed + np.arange(n, dtype=np.int64), model.z_dim, model.z_dist)
+    z = np.asarray(z, np.float32)
+    if z.shape != (n, model.z_dim):
+        raise ValueError(f"z must have shape ({n}, {model.z_dim}), not {z.shape}")
+    images = model.sample(np.tile(z, (len(labels), 1)), np.repeat(labels, n))
+    images = to_uint8(images)
+    return images.reshape(len(labels), n, *images.shape[1:])

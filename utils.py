@@ -143,7 +143,9 @@ def shuffled_batches(images, labels, batch_size, num_classes, seed, start_step=0
 # ---------------------------------------------------------------- images
 
 def to_uint8(images):
-    """Float images in [0, 1] -> uint8, squeezing nothing."""
+    """Float images in [0, 1] -> uint8 (uint8 images pass through)."""
+    if np.asarray(images).dtype == np.uint8:
+        return np.asarray(images)
     return np.clip(np.rint(np.asarray(images) * 255.0), 0, 255).astype(np.uint8)
 
 
@@ -162,7 +164,7 @@ def to_pil(image):
 
 
 def save_image(image, path):
-    """Writes one [H, W, C] float image in [0, 1] as PNG, publishing it only when complete."""
+    """Writes one [H, W, C] image (float in [0, 1], or uint8) as PNG, published only when complete."""
     tmp = path + ".tmp"
     to_pil(image).save(tmp, format="PNG")
     os.replace(tmp, path)

@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 from absl.testing import flagsaver
+from PIL import Image
 
 import main
 import utils
@@ -41,6 +42,18 @@ def test_train_resume_sample_and_export(tmp_path, data_dir):
     assert (tmp_path / "samples" / RUN / "latent_walk.gif").exists()
     export = tmp_path / "export" / RUN / "20"
     assert (export / "saved_model.pb").exists()
+
+    generate = ["--generate", "--labels=3,1,4", "--n_per_label=2", "--seed=7"]
+    rc, out = run_main(train_args(data_dir, *generate, "--save_individual"), tmp_path)
+    assert rc == 0, out
+    grid = tmp_path / "samples" / RUN / "generate_3-1-4_seed7.png"
+    assert Image.open(grid).size == (3 * 28, 2 * 28)
+    assert sorted(os.listdir(tmp_path / "samples" / RUN / "generate_3-1-4_seed7")) == sorted(
+        f"label{k}_seed{s}.png" for k in (3, 1, 4) for s in (7, 8))
+    rc, out = run_main(train_args(data_dir, *generate, f"--from_savedmodel={export}", "--sample_dir=served"),
+                       tmp_path)
+    assert rc == 0, out
+    assert (tmp_path / "served" / RUN / grid.name).read_bytes() == grid.read_bytes()
     cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
     shown = subprocess.run([cli, "show", "--dir", str(export), "--all"], capture_output=True, text=True).stdout
     for needle in ("signature_def['serving_default']", "inputs['z']", "inputs['label']", "outputs['images']",
@@ -66,6 +79,9 @@ def test_resume_with_other_architecture_flags_names_the_flag(tmp_path, data_dir)
     (["--output_height=64"], "MNIST-like datasets have 28x28 images"),
     (["--train_size=10"], "--train_size must be at least --batch_size"),
     (["--train", "stray"], "Error: unexpected arguments: stray"),
+    (["--generate", "--labels=3,x"], "--labels must be 'all' or comma-separated integers in 0..9"),
+    (["--generate", "--labels=12"], "--labels must be 'all' or comma-separated integers in 0..9"),
+    (["--generate", "--from_savedmodel=nowhere"], "Error: nowhere is not a SavedModel written by --export"),
     ([], f"Error: no checkpoint in checkpoints/mnist_64_28_28: train first with --train"),
     (["--export"], f"Error: no checkpoint in checkpoints/mnist_64_28_28: train first with --train"),
 ])

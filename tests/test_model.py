@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import TINY, bar_digits
-from model import DCGAN, export_savedmodel
+from model import DCGAN, ExportedGenerator, export_savedmodel, generate, z_from_seeds
 
 
 def compiled(**kwargs):
@@ -109,9 +109,40 @@ def test_same_seed_gives_the_same_first_losses():
     assert losses(3) != losses(4)
 
 
-def test_export_reloads_and_matches_the_keras_generator(tmp_path):
+def test_generate_gives_n_images_per_label_and_is_seeded():
     dcgan = compiled()
-    path = export_savedmodel(dcgan, str(tmp_path / "export" / "1"))
+    images = generate(dcgan, [3, 1], n=4, seed=7)
+    assert images.shape == (2, 4, 28, 28, 1) and images.dtype == np.uint8
+    np.testing.assert_array_equal(images, generate(dcgan, [3, 1], n=4, seed=7))
+    shifted = generate(dcgan, [3, 1], n=4, seed=8)
+    np.testing.assert_array_equal(images[:, 1:], shifted[:, :3])  # image j uses seed + j
+    assert np.any(images[:, 0] != shifted[:, 0])
+    assert np.any(images[0] != images[1])  # same z, other label
+    z = np.full((2, TINY["z_dim"]), 0.5, np.float32)
+    expected = dcgan.sample(np.concatenate([z, z]), np.array([3, 3, 1, 1])).numpy()
+    np.testing.assert_allclose(generate(dcgan, [3, 1], n=2, z=z).reshape(4, 28, 28, 1) / 255.0, expected,
+                               atol=0.5 / 255 + 1e-6)
+
+
+@pytest.mark.parametrize("labels, kwargs, message", [
+    ([10], {}, "labels must be"), ([], {}, "labels must be"), ([-1], {}, "labels must be"),
+    ([1], {"n": 2, "z": np.zeros((3, TINY["z_dim"]))}, r"z must have shape \(2, 8\)"),
+])
+def test_generate_rejects_bad_requests(labels, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        generate(DCGAN(**TINY), labels, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    keras.utils.set_random_seed(1)
+    dcgan = compiled()
+    path = export_savedmodel(dcgan, str(tmp_path_factory.mktemp("export") / "7"), step=7)
+    return dcgan, path
+
+
+def test_export_reloads_and_matches_the_keras_generator(exported):
+    dcgan, path = exported
     serve = tf.saved_model.load(path).signatures["serving_default"]
     assert set(serve.structured_input_signature[1]) == {"z", "label"}
     for batch in (1, 5):
@@ -120,5 +151,58 @@ def test_export_reloads_and_matches_the_keras_generator(tmp_path):
         images = serve(z=z, label=label)["images"].numpy()
         assert images.shape == (batch, 28, 28, 1)
         np.testing.assert_allclose(images, dcgan.generator(z, one_hot(label)).numpy(), atol=1e-5)
-    with pytest.raises(tf.errors.InvalidArgumentError, match="label must be in 0..9"):
-        serve(z=tf.zeros((1, TINY["z_dim"])), label=tf.constant([10]))
+
+
+def test_generate_signatures_draw_the_same_z_as_python(exported):
+    dcgan, path = exported
+    loaded = tf.saved_model.load(path)
+    label, seed = tf.constant([3, 1, 4], tf.int32), tf.constant([7, 7, 9], tf.int64)
+    images = loaded.signatures["generate"](label=label, seed=seed)["images"].numpy()
+    np.testing.assert_allclose(images, dcgan.sample(z_from_seeds(seed, dcgan.z_dim, dcgan.z_dist), label),
+                               atol=1e-5)
+    pngs = loaded.signatures["generate_png"](label=label, seed=seed)["png_bytes"].numpy()
+    decoded = np.stack([tf.io.decode_png(p).numpy() for p in pngs])
+    assert np.abs(decoded.astype(int) - np.rint(images * 255)).max() <= 1
+    # A seed gives the same image whatever else is in the batch.
+    alone = loaded.signatures["generate"](label=label[2:], seed=seed[2:])["images"].numpy()
+    np.testing.assert_allclose(alone[0], images[2], atol=1e-5)
+    python_side = generate(ExportedGenerator(path), [3, 1], n=2, seed=7)
+    np.testing.assert_array_equal(python_side, generate(dcgan, [3, 1], n=2, seed=7))
+
+
+def test_config_signature_and_asset_describe_the_model(exported):
+    _, path = exported
+    config = {k: v.numpy() for k, v in tf.saved_model.load(path).signatures["config"]().items()}
+    assert config == {"z_dim": 8, "y_dim": 10, "height": 28, "width": 28, "channels": 1, "step": 7,
+                      "z_dist": b"uniform_signed"}
+    import json, os
+    with open(os.path.join(path, "assets", "config.json")) as f:
+        assert json.load(f)["step"] == 7
+
+
+@pytest.mark.parametrize("signature, inputs, message", [
+    ("generate", {"label": [10], "seed": [1]}, "label must be in 0..9"),
+    ("generate", {"label": [-1], "seed": [1]}, "label must be in 0..9"),
+    ("generate_png", {"label": [1, 2], "seed": [1]}, "same batch size as label"),
+    ("serving_default", {"label": [1], "z": np.zeros((2, 8), np.float32)}, "same batch size as label"),
+])
+def test_signatures_reject_bad_requests(exported, signature, inputs, message):
+    fn = tf.saved_model.load(exported[1]).signatures[signature]
+    dtypes = {"label": tf.int32, "seed": tf.int64, "z": tf.float32}
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        fn(**{k: tf.constant(v, dtypes[k]) for k, v in inputs.items()})
+
+
+def test_z_of_the_wrong_width_is_rejected_by_the_signature(exported):
+    fn = tf.saved_model.load(exported[1]).signatures["serving_default"]
+    with pytest.raises((TypeError, tf.errors.InvalidArgumentError), match=r"\(None, 8\)|z must have shape"):
+        fn(z=tf.zeros((1, 9)), label=tf.constant([1]))
+    # What a server that feeds the graph directly meets: the in-graph check.
+    loaded = tf.saved_model.load(exported[1])
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"z must have shape \[batch, 8\]"):
+        loaded.serve.get_concrete_function()(tf.zeros((1, 9)), tf.constant([1]))
+
+
+def test_a_folder_that_is_not_our_export_gets_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="is not a SavedModel written by --export"):
+        ExportedGenerator(str(tmp_path))
