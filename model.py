@@ -171,8 +171,15 @@ class ServingModule(tf.Module):
 
     def __init__(self, dcgan, step):
         super().__init__()
-        # Only the generator is tracked, so the export carries none of D's or the optimisers' state.
-        self.generator = dcgan.generator
+        # Keras 3 names every tf.Variable of a nested layer after the outer layer only
+        # ('generator/kernel' for all kernels), and session-based loaders (TF Serving,
+        # saved_model_cli run) then mix the weights up. So the export holds its own copies, named
+        # after the weights' unique Keras paths, and runs the generator statelessly on them.
+        self._generator = lambda *args, **kwargs: dcgan.generator.stateless_call(*args, **kwargs)[0]
+        self.trainable_weights = [tf.Variable(w.value, name=w.path, trainable=False)
+                                  for w in dcgan.generator.trainable_variables]
+        self.non_trainable_weights = [tf.Variable(w.value, name=w.path, trainable=False)
+                                      for w in dcgan.generator.non_trainable_variables]
         self.z_dim, self.y_dim, self.z_dist = dcgan.z_dim, dcgan.y_dim, dcgan.z_dist
         self.constants = {"z_dim": dcgan.z_dim, "y_dim": dcgan.y_dim, "step": step,
                           "height": dcgan.generator.output_height, "width": dcgan.generator.output_width,
@@ -186,7 +193,8 @@ class ServingModule(tf.Module):
         self.config = tf.function(self._config, input_signature=[])
 
     def sample(self, z, label):
-        return self.generator(z, tf.one_hot(label, self.y_dim), training=False)
+        return self._generator(self.trainable_weights, self.non_trainable_weights, z,
+                               tf.one_hot(label, self.y_dim), training=False)
 
     def checked(self, label, other):
         """label and the other input, passed on only once they make a valid request."""
