@@ -6,9 +6,11 @@
     python main.py --dataset mnist --visualize        # latent-walk GIF
     python main.py --dataset mnist --generate --labels 3,1,4 --n_per_label 8 --seed 7
 """
+import glob
 import json
 import os
 import random
+import shutil
 import sys
 
 # TF's C++ logs (CUDA probing on CPU machines, grappler notes) drown the progress line; set it to 0
@@ -191,12 +193,16 @@ def checkpoint_manager(dcgan, run):
                                      noise=dcgan.noise)
     # The manager publishes a checkpoint by rewriting the small 'checkpoint' index file atomically
     # after the data is written, so a kill mid-save leaves the previous checkpoint as the latest.
+    # What such a kill leaves behind is a '<prefix>_temp' folder, cleared here.
+    for leftover in glob.glob(os.path.join(glob.escape(run.checkpoints), "ckpt-*_temp")):
+        shutil.rmtree(leftover, ignore_errors=True)
     return tf.train.CheckpointManager(checkpoint, run.checkpoints, max_to_keep=FLAGS.max_to_keep,
                                       checkpoint_name="ckpt")
 
 
 def restore(manager, required):
     """Loads the latest checkpoint into the model; returns whether there was one."""
+    import tensorflow as tf
     path = manager.latest_checkpoint
     if path is None:
         if required:
@@ -205,9 +211,28 @@ def restore(manager, required):
     try:
         manager.checkpoint.restore(path).assert_existing_objects_matched()
     except (ValueError, AssertionError) as e:
-        raise DCGANError(f"checkpoint {path} does not fit this model: {str(e).splitlines()[0]}") from None
+        raise DCGANError(f"checkpoint {path} does not fit this model: {first_line(e)}") from None
+    except tf.errors.OpError as e:
+        raise DCGANError(f"cannot read checkpoint {path}: {first_line(e.message)}") from None
+    # The checkpoint brings the optimisers' learning rate back too; the flag given now wins.
+    for optimizer in (manager.checkpoint.d_optimizer, manager.checkpoint.g_optimizer):
+        optimizer.learning_rate.assign(FLAGS.learning_rate)
     print(f"Restored {path}")
     return True
+
+
+def save_checkpoint(manager, step):
+    import tensorflow as tf
+    try:
+        return manager.save(checkpoint_number=step)
+    except (OSError, tf.errors.OpError) as e:
+        raise DCGANError(f"cannot write a checkpoint in {manager.directory} at step {step} "
+                         f"({first_line(getattr(e, 'message', e))}); the last one written still loads: "
+                         f"{manager.latest_checkpoint}") from None
+
+
+def first_line(error):
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 def fixed_samples(config, z_dim, rows=10):
@@ -224,11 +249,20 @@ def sample_grid(dcgan, z, y):
     return utils.make_grid(images, len(images) // NUM_CLASSES, NUM_CLASSES)
 
 
+def load_training_images(config):
+    """The run's training images and labels, in an order fixed by its seed, at most --train_size."""
+    # An explicit --data_dir means "use my files": no download attempt when they are missing.
+    images, labels = utils.load_labelled_images(FLAGS.dataset, FLAGS.data_dir,
+                                                download=not FLAGS["data_dir"].present)
+    order = np.random.default_rng(config["seed"]).permutation(len(images))[:FLAGS.train_size]
+    if len(order) < FLAGS.batch_size:
+        raise DCGANError(f"{len(order)} images are fewer than one batch of {FLAGS.batch_size}")
+    return images[order], labels[order]
+
+
 def train(dcgan, manager, run):
     import tensorflow as tf
-    images, labels = utils.load_labelled_images(FLAGS.dataset, FLAGS.data_dir)
-    order = np.random.default_rng(run.config["seed"]).permutation(len(images))[:FLAGS.train_size]
-    images, labels = images[order], labels[order]
+    images, labels = load_training_images(run.config)
     steps_per_epoch = len(images) // FLAGS.batch_size
     total = FLAGS.epoch * steps_per_epoch
     start = int(dcgan.step)
@@ -242,26 +276,37 @@ def train(dcgan, manager, run):
     train_step = tf.function(dcgan.train_step)
     sample_z, sample_y = fixed_samples(run.config, dcgan.z_dim)
     os.makedirs(run.samples, exist_ok=True)
-    writer = tf.summary.create_file_writer(run.logs)
     progress = utils.Progress(total, start)
-    logs = {}
-    with writer.as_default():
+    with tf.summary.create_file_writer(run.logs).as_default(), utils.StopSignals() as stop:
         for step in range(start + 1, total + 1):
             x, y = next(batches)
             logs = {k: float(v) for k, v in train_step((x, y)).items()}
             if not all(np.isfinite(list(logs.values()))):
-                raise DCGANError(f"non-finite loss at step {step} ({format_logs(logs)}); "
-                                 f"the last good checkpoint is kept: {manager.latest_checkpoint}")
+                kept = manager.latest_checkpoint or "none was written yet"
+                raise DCGANError(f"non-finite loss at step {step} ({format_logs(logs)}); nothing of this step "
+                                 f"was saved, the last good checkpoint is kept: {kept}")
             for name, value in logs.items():
                 tf.summary.scalar(name, value, step=step)
             epoch, batch = divmod(step - 1, steps_per_epoch)
             progress.update(step, f"epoch {epoch + 1}/{FLAGS.epoch} {format_logs(logs)}")
             if step % FLAGS.sample_freq == 0 or step == total:
                 write_samples(dcgan, run, sample_z, sample_y, x, y, step, f"train_{epoch:02d}_{batch:04d}.png")
-            if step % FLAGS.ckpt_freq == 0 or step == total:
-                manager.save(checkpoint_number=step)
+            if step % FLAGS.ckpt_freq == 0 or step == total or stop.signal:
+                save_checkpoint(manager, step)
+            if stop.signal:
+                progress.close()
+                raise Stopped(stop.signal, f"stopped by {stop.signal.name} at step {step}; saved "
+                                           f"{manager.latest_checkpoint}. Run the same command to resume.")
     progress.close()
     print(f"Done: {total} steps. Checkpoint {manager.latest_checkpoint}, samples in {run.samples}")
+
+
+class Stopped(DCGANError):
+    """Training stopped on request (SIGINT, SIGTERM) after saving; exits with 128 + the signal number."""
+
+    def __init__(self, signum, message):
+        super().__init__(message)
+        self.exit_code = 128 + int(signum)
 
 
 def format_logs(logs):
@@ -363,7 +408,13 @@ def main(argv):
 def run_main(argv):
     try:
         main(argv)
-    except DCGANError as e:
+    except Stopped as e:
+        print(f"Stopped: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        print("Stopped: interrupted before training started; nothing was changed.", file=sys.stderr)
+        sys.exit(130)
+    except (DCGANError, OSError) as e:
         print(f"Error: {e}", file=sys.stderr)
         sys.exit(1)
 

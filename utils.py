@@ -1,6 +1,7 @@
 """Data loading, image grids and GIFs."""
 import gzip
 import os
+import signal
 import socket
 import sys
 import time
@@ -106,11 +107,14 @@ def load_tfds(name, folder):
     return np.concatenate(images), np.concatenate(labels).astype(np.uint8)
 
 
-def load_labelled_images(dataset, data_dir):
-    """Train and test splits of an MNIST-like dataset: local IDX files first, then tfds."""
+def load_labelled_images(dataset, data_dir, download=True):
+    """Train and test splits of an MNIST-like dataset: local IDX files first, then (if download) tfds."""
     folder = os.path.join(data_dir, dataset)
     if os.path.isdir(folder):
         return load_mnist_idx(folder)
+    if not download:
+        raise DataError(f"there is no folder {folder}: put the four IDX files of {dataset} there, or leave "
+                        f"--data_dir out to download them with tensorflow-datasets")
     return load_tfds(dataset, folder)
 
 
@@ -213,3 +217,24 @@ def format_seconds(seconds):
     minutes, secs = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+
+
+class StopSignals:
+    """Within the block, SIGINT and SIGTERM only set .signal, so a loop can save and stop cleanly."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __enter__(self):
+        self.signal = None
+        self.previous = {s: signal.signal(s, self.handle) for s in self.SIGNALS}
+        return self
+
+    def handle(self, signum, frame):
+        if self.signal is None:
+            print(f"\n{signal.Signals(signum).name} received: saving a checkpoint, then stopping.",
+                  file=sys.stderr, flush=True)
+        self.signal = signal.Signals(signum)
+
+    def __exit__(self, *exc):
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)

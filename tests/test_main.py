@@ -69,32 +69,6 @@ def test_resume_with_other_architecture_flags_names_the_flag(tmp_path, data_dir)
                                     "use the same value or another --out_name")
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--batch_size=0"], "flag --batch_size=0: 0 is not a positive integer"),
-    (["--epoch=-1"], "flag --epoch=-1: -1 is not a positive integer"),
-    (["--z_dim=abc"], "--z_dim=abc: invalid literal"),
-    (["--dataset=cifar"], "unknown dataset: use one of mnist, fashion_mnist"),
-    (["--z_dist=gauss"], "--z_dist=gauss: value should be one of <uniform_signed|uniform_unsigned|normal>"),
-    (["--out_name=../elsewhere"], "--out_name must be a plain folder name"),
-    (["--output_height=64"], "MNIST-like datasets have 28x28 images"),
-    (["--train_size=10"], "--train_size must be at least --batch_size"),
-    (["--train", "stray"], "Error: unexpected arguments: stray"),
-    (["--generate", "--labels=3,x"], "--labels must be 'all' or comma-separated integers in 0..9"),
-    (["--generate", "--labels=12"], "--labels must be 'all' or comma-separated integers in 0..9"),
-    (["--generate", "--from_savedmodel=nowhere"], "Error: nowhere is not a SavedModel written by --export"),
-    ([], f"Error: no checkpoint in checkpoints/mnist_64_28_28: train first with --train"),
-    (["--export"], f"Error: no checkpoint in checkpoints/mnist_64_28_28: train first with --train"),
-])
-def test_bad_input_gets_one_clear_line(tmp_path, args, message):
-    rc, out = run_main(args, tmp_path)
-    assert rc == 1
-    assert "Traceback" not in out
-    lines = error_lines(out)
-    assert message in lines[0], out
-    assert len(lines) <= 2  # absl adds "Pass --helpshort or --helpfull to see help on flags."
-    assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "samples").exists()
-
-
 def test_checkpoint_restores_weights_optimizer_state_and_noise(tmp_path):
     import tensorflow as tf
     with flagsaver.flagsaver(checkpoint_dir=str(tmp_path), seed=1, **TINY):

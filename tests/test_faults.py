@@ -1,0 +1,276 @@
+"""Faults and bad input: every case ends with one clear line and a non-zero exit, nothing lost."""
+import glob
+import hashlib
+import json
+import os
+import random
+import resource
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import ROOT, TINY_FLAGS, error_lines, run_main, write_idx, write_mnist_folder
+
+RUN = "mnist_32_28_28"
+DEFAULT_RUN = "mnist_64_28_28"
+DEFAULT_CONFIG = {"dataset": "mnist", "batch_size": 64, "train_size": None, "output_height": 28, "output_width": 28,
+                  "z_dim": 100, "z_dist": "uniform_signed", "c_dim": 1, "y_dim": 10, "gf_dim": 64, "df_dim": 64,
+                  "gfc_dim": 1024, "dfc_dim": 1024, "seed": 5}
+
+
+def train_args(*extra):
+    return ["--dataset=mnist", "--data_dir=data", "--batch_size=32", "--seed=3", *TINY_FLAGS, *extra]
+
+
+# ------------------------------------------------------------------ the bad-input catalogue
+
+def mnist(tmp):
+    write_mnist_folder(str(tmp / "data" / "mnist"))
+
+
+def truncated_idx(tmp):
+    mnist(tmp)
+    path = tmp / "data" / "mnist" / "train-images-idx3-ubyte.gz"
+    write_idx(path.with_suffix(""), np.zeros((240, 28, 28)))  # the raw file is taken when no .gz exists
+    path.unlink()
+    raw = path.with_suffix("")
+    raw.write_bytes(raw.read_bytes()[:-100])
+
+
+def wrong_magic(tmp):
+    mnist(tmp)
+    path = tmp / "data" / "mnist" / "t10k-labels-idx1-ubyte.gz"
+    path.unlink()
+    (tmp / "data" / "mnist" / "t10k-labels-idx1-ubyte").write_bytes(b"PK\x03\x04" + bytes(20))  # a zip
+
+
+def counts_disagree(tmp):
+    mnist(tmp)
+    write_idx(tmp / "data" / "mnist" / "train-labels-idx1-ubyte.gz", np.zeros(200), compress=True)
+
+
+def other_architecture(tmp):
+    folder = tmp / "checkpoints" / DEFAULT_RUN
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({**DEFAULT_CONFIG, "z_dim": 50}))
+
+
+def corrupt_checkpoint(tmp):
+    folder = tmp / "checkpoints" / DEFAULT_RUN
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps(DEFAULT_CONFIG))
+    (folder / "checkpoint").write_text('model_checkpoint_path: "ckpt-5"\nall_model_checkpoint_paths: "ckpt-5"\n')
+    (folder / "ckpt-5.index").write_bytes(b"this is not a checkpoint index")
+    (folder / "ckpt-5.data-00000-of-00001").write_bytes(bytes(64))
+
+
+def file_in_place_of_folder(tmp):
+    mnist(tmp)
+    (tmp / "blocked").write_text("a file, not a folder")
+
+
+def nothing(tmp):
+    pass
+
+
+CATALOGUE = [
+    # (case, setup, args, what the error line says)
+    ("unknown dataset", nothing, ["--dataset=cifar"], "unknown dataset: use one of mnist, fashion_mnist"),
+    ("missing data folder", nothing, ["--train", "--data_dir=nowhere"], "there is no folder nowhere/mnist"),
+    ("truncated IDX file", truncated_idx, train_args("--train"), "train-images-idx3-ubyte is truncated"),
+    ("wrong magic number", wrong_magic, train_args("--train"), "wrong magic number 504b0304"),
+    ("image and label counts disagree", counts_disagree, train_args("--train"), "240 train images but 200 labels"),
+    ("fewer images than a batch", mnist, train_args("--train", "--batch_size=512"),
+     "320 images are fewer than one batch of 512"),
+    ("zero batch size", nothing, ["--batch_size=0"], "flag --batch_size=0: 0 is not a positive integer"),
+    ("negative epoch", nothing, ["--epoch=-1"], "flag --epoch=-1: -1 is not a positive integer"),
+    ("zero z_dim", nothing, ["--z_dim=0"], "flag --z_dim=0: 0 is not a positive integer"),
+    ("non-numeric z_dim", nothing, ["--z_dim=abc"], "--z_dim=abc: invalid literal"),
+    ("output size the data cannot give", nothing, ["--output_height=64"], "MNIST-like datasets have 28x28 images"),
+    ("train_size below batch_size", nothing, ["--train_size=10"], "--train_size must be at least --batch_size"),
+    ("unknown z_dist", nothing, ["--z_dist=gauss"], "value should be one of <uniform_signed|uniform_unsigned|normal>"),
+    ("other architecture flags than the run's", other_architecture, ["--train"],
+     f"run '{DEFAULT_RUN}' in checkpoints/{DEFAULT_RUN} was made with --z_dim=50, not 100"),
+    ("corrupt checkpoint", corrupt_checkpoint, [], f"cannot read checkpoint checkpoints/{DEFAULT_RUN}/ckpt-5"),
+    ("test mode without checkpoint", nothing, [], f"no checkpoint in checkpoints/{DEFAULT_RUN}: train first"),
+    ("export without checkpoint", nothing, ["--export"], f"no checkpoint in checkpoints/{DEFAULT_RUN}: train first"),
+    ("output name escaping the output folder", nothing, ["--out_name=../elsewhere"],
+     "--out_name must be a plain folder name"),
+    ("output folder that cannot be made", file_in_place_of_folder, train_args("--train", "--checkpoint_dir=blocked"),
+     "Not a directory"),
+    ("labels outside 0..9", nothing, ["--generate", "--labels=12"],
+     "--labels must be 'all' or comma-separated integers in 0..9"),
+    ("labels that are not numbers", nothing, ["--generate", "--labels=3,x"], "--labels must be 'all'"),
+    ("SavedModel folder that is not an export", nothing, ["--generate", "--from_savedmodel=nowhere"],
+     "nowhere is not a SavedModel written by --export"),
+    ("stray argument", nothing, ["--train", "stray"], "unexpected arguments: stray"),
+]
+
+
+def snapshot(folder):
+    return {os.path.relpath(p, folder): hashlib.sha256(open(p, "rb").read()).hexdigest()
+            for p in glob.glob(os.path.join(folder, "**"), recursive=True) if os.path.isfile(p)}
+
+
+@pytest.mark.parametrize("case, setup, args, message", CATALOGUE, ids=[c[0] for c in CATALOGUE])
+def test_bad_input_gets_one_clear_line_and_changes_nothing(tmp_path, case, setup, args, message):
+    setup(tmp_path)
+    before = snapshot(tmp_path)
+    rc, out = run_main(args, tmp_path)
+    assert rc == 1, out
+    assert "Traceback" not in out
+    lines = error_lines(out)
+    assert message in lines[0], out
+    assert len(lines) <= 2, out  # absl adds "Pass --helpshort or --helpfull to see help on flags."
+    assert snapshot(tmp_path) == before
+
+
+# ------------------------------------------------------------------ faults during training
+
+def start(args, cwd, **kwargs):
+    return subprocess.Popen([sys.executable, os.path.join(ROOT, "main.py"), *args], cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            stdin=subprocess.DEVNULL, env=dict(os.environ, PYTHONUNBUFFERED="1"), **kwargs)
+
+
+def wait_for(condition, proc, limit_s=240):
+    """Polls until condition() holds; fails if the process ends first or the limit passes."""
+    deadline = time.monotonic() + limit_s
+    while not condition():
+        assert proc.poll() is None, proc.stdout.read()
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.02)
+
+
+def latest_step(folder):
+    path = tf.train.latest_checkpoint(str(folder))
+    return int(path.rsplit("-", 1)[1]) if path else 0
+
+
+def assert_loads(folder):
+    """Every tensor of the latest checkpoint reads back in full."""
+    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(folder)))
+    for name in reader.get_variable_to_shape_map():
+        reader.get_tensor(name)
+
+
+@pytest.mark.slow
+def test_kill_9_at_random_points_then_resume(tmp_path):
+    mnist(tmp_path)
+    args = train_args("--train", "--epoch=8", "--ckpt_freq=3", "--sample_freq=1000")  # 80 steps
+    ckpt = tmp_path / "checkpoints" / RUN
+    rng = random.Random(0)
+    resumed_from = []
+    for _ in range(3):
+        before = latest_step(ckpt)
+        proc = start(args, tmp_path)
+        # Once a new checkpoint is published, kill at a random moment within the next few steps:
+        # between steps, inside a step, or in the middle of writing the next checkpoint.
+        wait_for(lambda: latest_step(ckpt) > before, proc)
+        time.sleep(rng.uniform(0, 0.3))
+        proc.kill()
+        out = proc.communicate()[0]
+        resumed_from.append(before)
+        if before:
+            assert f"steps {before}..80" in out, out
+        assert_loads(ckpt)
+    rc, out = run_main(args, tmp_path)
+    assert rc == 0, out
+    last = resumed_from[-1]
+    assert "Restored" in out and latest_step(ckpt) == 80
+    assert resumed_from == sorted(resumed_from) and last > 0
+    assert not glob.glob(str(ckpt / "*_temp*"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_sigterm_and_sigint_save_a_checkpoint_then_stop(tmp_path, signum, code):
+    mnist(tmp_path)
+    args = train_args("--train", "--epoch=100", "--ckpt_freq=1000", "--sample_freq=1000")
+    proc = start(args, tmp_path)
+    wait_for(lambda: (tmp_path / "logs" / RUN).exists() and glob.glob(str(tmp_path / "logs" / RUN / "*")), proc)
+    proc.send_signal(signum)
+    out = proc.communicate(timeout=120)[0]
+    assert proc.returncode == code, out
+    step = latest_step(tmp_path / "checkpoints" / RUN)
+    assert step > 0
+    name = signal.Signals(signum).name
+    assert f"Stopped: stopped by {name} at step {step}; saved checkpoints/{RUN}/ckpt-{step}" in out, out
+    assert "Traceback" not in out
+    rc, out = run_main(train_args("--train", f"--epoch={step // 10 + 1}"), tmp_path)
+    assert rc == 0 and f"steps {step}.." in out, out
+
+
+def summary_values(log_dir):
+    """Every value of every summary (scalars and histograms) written to log_dir, by tag."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    events = EventAccumulator(str(log_dir), size_guidance={"tensors": 0})
+    events.Reload()
+    return {tag: np.concatenate([tf.make_ndarray(e.tensor_proto).ravel() for e in events.Tensors(tag)])
+            for tag in events.Tags()["tensors"]}
+
+
+def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp_path):
+    mnist(tmp_path)
+    assert run_main(train_args("--train", "--epoch=1"), tmp_path)[0] == 0
+    ckpt = tmp_path / "checkpoints" / RUN
+    before = snapshot(ckpt)
+    rc, out = run_main(train_args("--train", "--epoch=2", "--learning_rate=1e30"), tmp_path)
+    assert rc == 1
+    assert error_lines(out)[-1].startswith("Error: non-finite loss at step 11 (")
+    assert f"the last good checkpoint is kept: checkpoints/{RUN}/ckpt-10" in out
+    assert snapshot(ckpt) == before
+    values = summary_values(tmp_path / "logs" / RUN)
+    assert len(values["g_loss"]) == 10  # the 10 good steps, nothing of step 11
+    assert all(np.all(np.isfinite(v)) for v in values.values())
+
+
+def test_disk_full_while_saving_keeps_the_previous_checkpoint(tmp_path):
+    mnist(tmp_path)
+    assert run_main(train_args("--train", "--epoch=1"), tmp_path)[0] == 0
+    ckpt = tmp_path / "checkpoints" / RUN
+    before = snapshot(ckpt)
+
+    def small_disk():  # files may not grow past 100 kB: the checkpoint (~1 MB) cannot be written
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+
+    proc = start(train_args("--train", "--epoch=2", "--ckpt_freq=2", "--sample_freq=1000"), tmp_path,
+                 preexec_fn=small_disk)
+    out = proc.communicate(timeout=300)[0]
+    assert proc.returncode == 1, out
+    assert "Traceback" not in out
+    assert error_lines(out)[-1].startswith(f"Error: cannot write a checkpoint in checkpoints/{RUN} at step 12 (")
+    assert error_lines(out)[-1].endswith(f"the last one written still loads: checkpoints/{RUN}/ckpt-10")
+    assert {k: v for k, v in snapshot(ckpt).items() if "_temp" not in k} == before
+    assert_loads(ckpt)
+    rc, out = run_main(train_args("--train", "--epoch=2"), tmp_path)  # and with room again, it goes on
+    assert rc == 0 and "steps 10..20" in out, out
+    assert not glob.glob(str(ckpt / "*_temp*"))
+
+
+def test_resume_takes_the_learning_rate_given_now(tmp_path):
+    mnist(tmp_path)
+    assert run_main(train_args("--train", "--epoch=1", "--learning_rate=0.001"), tmp_path)[0] == 0
+    assert run_main(train_args("--train", "--epoch=2", "--learning_rate=0.0005"), tmp_path)[0] == 0
+    reader = tf.train.load_checkpoint(str(tmp_path / "checkpoints" / RUN / "ckpt-20"))
+    rates = [reader.get_tensor(k) for k in reader.get_variable_to_shape_map() if k.endswith("_learning_rate/.ATTRIBUTES/VARIABLE_VALUE")]
+    assert len(rates) == 2 and all(r == pytest.approx(0.0005) for r in rates)
+
+
+def test_same_seed_gives_the_same_losses(tmp_path):
+    mnist(tmp_path)
+    losses = {}
+    for name, seed in (("a", 3), ("b", 3), ("c", 4)):
+        args = ["--dataset=mnist", "--data_dir=data", "--batch_size=32", f"--seed={seed}", *TINY_FLAGS,
+                "--train", "--epoch=1", f"--out_name={name}"]
+        assert run_main(args, tmp_path)[0] == 0
+        values = summary_values(tmp_path / "logs" / name)
+        losses[name] = np.concatenate([values["d_loss"], values["g_loss"]])
+    np.testing.assert_array_equal(losses["a"], losses["b"])
+    assert not np.allclose(losses["a"], losses["c"])
