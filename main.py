@@ -5,6 +5,7 @@
     python main.py --dataset mnist --export           # SavedModel for TF Serving
     python main.py --dataset mnist --visualize        # latent-walk GIF
     python main.py --dataset mnist --generate --labels 3,1,4 --n_per_label 8 --seed 7
+    python main.py --dataset mnist --eval                 # class accuracy, FID, diversity
 """
 import glob
 import json
@@ -27,7 +28,7 @@ MNIST_LIKE = {"mnist": 28, "fashion_mnist": 28}
 NUM_CLASSES = 10
 # Flags that fix the variables' shapes or the data order: a run must be resumed with the same ones.
 RUN_FLAGS = ("dataset", "batch_size", "train_size", "output_height", "output_width", "z_dim", "z_dist", "c_dim",
-             "y_dim", "gf_dim", "df_dim", "gfc_dim", "dfc_dim", "seed")
+             "y_dim", "gf_dim", "df_dim", "gfc_dim", "dfc_dim", "ema_decay", "seed")
 
 flags.DEFINE_integer("epoch", 25, "Epochs to train.", lower_bound=1)
 flags.DEFINE_float("learning_rate", 0.0002, "Adam learning rate, for both networks.", lower_bound=0.0)
@@ -55,6 +56,11 @@ flags.DEFINE_integer("n_per_label", 8, "With --generate: images per label.", low
 flags.DEFINE_boolean("save_individual", False, "With --generate: also write one PNG per image.")
 flags.DEFINE_string("from_savedmodel", "", "With --generate: use this exported SavedModel (a version folder) "
                     "instead of the latest checkpoint.")
+flags.DEFINE_boolean("eval", False, "Measure sample quality (class accuracy, FID, intra-class FID, diversity) "
+                     "of the latest checkpoint or --eval_savedmodel, print it and write eval.json.")
+flags.DEFINE_string("eval_savedmodel", "", "With --eval: evaluate this exported SavedModel (a version folder).")
+flags.DEFINE_integer("eval_n", 1000, "Generated images per class for --eval and --eval_freq.", lower_bound=2)
+flags.DEFINE_integer("eval_freq", 0, "While training, evaluate every this many steps (0: never).", lower_bound=0)
 flags.DEFINE_boolean("visualize", False, "Write a GIF walking the latent space, every class side by side.")
 flags.DEFINE_boolean("export", False, "Write a SavedModel for TensorFlow Serving (after training with --train).")
 flags.DEFINE_integer("max_to_keep", 1, "Checkpoints to keep.", lower_bound=1)
@@ -67,6 +73,9 @@ flags.DEFINE_boolean("G_img_sum", False, "Also write generated images to TensorB
 flags.DEFINE_integer("seed", None, "Random seed for weights, noise and data order (default: random, "
                      "remembered by the run so that resuming keeps the data order).", lower_bound=0)
 flags.DEFINE_integer("g_steps", 2, "Generator updates per batch (the original runs two).", lower_bound=1)
+flags.DEFINE_float("ema_decay", 0.999, "Sample, evaluate and export with an exponential moving average of the "
+                   "generator's weights with this decay (0: the raw weights, as the original).",
+                   lower_bound=0.0, upper_bound=0.99999)
 flags.DEFINE_integer("gf_dim", 64, "Generator filters in the first deconv layer's output.", lower_bound=1)
 flags.DEFINE_integer("df_dim", 64, "Discriminator filters in the second conv layer.", lower_bound=1)
 flags.DEFINE_integer("gfc_dim", 1024, "Generator fully connected units.", lower_bound=1)
@@ -137,16 +146,21 @@ class Run:
         self.config = self.settle_config(config)
 
     def settle_config(self, config):
+        """The run's settings: a new run's from the flags, an existing run's from its config.json.
+
+        A flag given on the command line that contradicts the run's value is an error; flags left
+        out take the run's values, so resuming, sampling or exporting need not repeat them.
+        """
         saved = self.saved_config()
         if saved is None:
             if config["seed"] is None:
                 config["seed"] = random.SystemRandom().randrange(2 ** 31)
             return config
-        # Outside training --seed only picks the noise of the images asked for.
-        if config["seed"] is None or not FLAGS.train:
-            config["seed"] = saved.get("seed")
         for name in RUN_FLAGS:
-            if saved.get(name) != config[name]:
+            # Outside training --seed only picks the noise of the images asked for.
+            if name == "seed" and not FLAGS.train:
+                continue
+            if name in FLAGS and FLAGS[name].present and saved.get(name) != config[name]:
                 raise DCGANError(f"run '{self.name}' in {self.checkpoints} was made with --{name}={saved.get(name)}, "
                                  f"not {config[name]}: use the same value or another --out_name")
         return saved
@@ -175,7 +189,8 @@ def build_model(config):
     dcgan = DCGAN(y_dim=config["y_dim"], z_dim=config["z_dim"], output_height=config["output_height"],
                   output_width=config["output_width"], c_dim=config["c_dim"], gf_dim=config["gf_dim"],
                   df_dim=config["df_dim"], gfc_dim=config["gfc_dim"], dfc_dim=config["dfc_dim"],
-                  z_dist=config["z_dist"], g_steps=FLAGS.g_steps, seed=config["seed"])
+                  z_dist=config["z_dist"], g_steps=FLAGS.g_steps, seed=config["seed"],
+                  ema_decay=config["ema_decay"])
     dcgan.compile(d_optimizer=adam(), g_optimizer=adam())
     return dcgan
 
@@ -188,9 +203,10 @@ def adam():
 
 def checkpoint_manager(dcgan, run):
     import tensorflow as tf
+    averaged = {"average": dcgan.average} if dcgan.average else {}
     checkpoint = tf.train.Checkpoint(generator=dcgan.generator, discriminator=dcgan.discriminator,
                                      g_optimizer=dcgan.g_optimizer, d_optimizer=dcgan.d_optimizer,
-                                     noise=dcgan.noise)
+                                     noise=dcgan.noise, **averaged)
     # The manager publishes a checkpoint by rewriting the small 'checkpoint' index file atomically
     # after the data is written, so a kill mid-save leaves the previous checkpoint as the latest.
     # What such a kill leaves behind is a '<prefix>_temp' folder, cleared here.
@@ -236,16 +252,14 @@ def first_line(error):
 
 
 def fixed_samples(config, z_dim, rows=10):
-    """Sample inputs for grids: one z per row, one class per column."""
+    """Sample inputs for grids: one z per row, one class per column (labels as integers)."""
     rng = np.random.default_rng(config["seed"])
     z = rng.uniform(-1, 1, (rows, z_dim)).astype(np.float32)
-    z = np.repeat(z, NUM_CLASSES, axis=0)
-    y = np.eye(NUM_CLASSES, dtype=np.float32)[np.tile(np.arange(NUM_CLASSES), rows)]
-    return z, y
+    return np.repeat(z, NUM_CLASSES, axis=0), np.tile(np.arange(NUM_CLASSES), rows)
 
 
-def sample_grid(dcgan, z, y):
-    images = dcgan.generator(z, y, training=False).numpy()
+def sample_grid(dcgan, z, labels):
+    images = dcgan.sample(z, labels).numpy()
     return utils.make_grid(images, len(images) // NUM_CLASSES, NUM_CLASSES)
 
 
@@ -277,6 +291,8 @@ def train(dcgan, manager, run):
     sample_z, sample_y = fixed_samples(run.config, dcgan.z_dim)
     os.makedirs(run.samples, exist_ok=True)
     progress = utils.Progress(total, start)
+    reference = load_eval_reference() if FLAGS.eval_freq else None
+    quality = ""
     with tf.summary.create_file_writer(run.logs).as_default(), utils.StopSignals() as stop:
         for step in range(start + 1, total + 1):
             x, y = next(batches)
@@ -288,7 +304,10 @@ def train(dcgan, manager, run):
             for name, value in logs.items():
                 tf.summary.scalar(name, value, step=step)
             epoch, batch = divmod(step - 1, steps_per_epoch)
-            progress.update(step, f"epoch {epoch + 1}/{FLAGS.epoch} {format_logs(logs)}")
+            if reference and (step % FLAGS.eval_freq == 0 or step == total):
+                quality = log_quality(evaluate_model(dcgan, reference), step)
+            progress.update(step, f"epoch {epoch + 1}/{FLAGS.epoch} {format_logs(logs)}{quality}",
+                            force=bool(quality) and step % FLAGS.eval_freq == 0)
             if step % FLAGS.sample_freq == 0 or step == total:
                 write_samples(dcgan, run, sample_z, sample_y, x, y, step, f"train_{epoch:02d}_{batch:04d}.png")
             if step % FLAGS.ckpt_freq == 0 or step == total or stop.signal:
@@ -309,15 +328,24 @@ class Stopped(DCGANError):
         self.exit_code = 128 + int(signum)
 
 
+def log_quality(result, step):
+    """Writes evaluation figures to TensorBoard; returns them as text for the progress line."""
+    import tensorflow as tf
+    for name in ("accuracy", "fid", "intra_fid", "min_diversity"):
+        tf.summary.scalar(f"eval/{name}", result[name], step=step)
+    return f" | acc {result['accuracy']:.3f} FID {result['fid']:.2f} intra-FID {result['intra_fid']:.2f}"
+
+
 def format_logs(logs):
     names = {"d_loss": "d_loss", "g_loss": "g_loss", "d_real": "D(x)", "d_fake": "D(G(z))"}
     return " ".join(f"{label} {logs[key]:.3f}" for key, label in names.items() if key in logs)
 
 
-def write_samples(dcgan, run, z, y, real_x, real_y, step, filename):
+def write_samples(dcgan, run, z, labels, real_x, real_y, step, filename):
     import tensorflow as tf
-    grid = sample_grid(dcgan, z, y)
+    grid = sample_grid(dcgan, z, labels)
     utils.save_image(grid, os.path.join(run.samples, filename))
+    y = tf.one_hot(labels, NUM_CLASSES)
     tf.summary.histogram("z", z, step=step)
     tf.summary.histogram("d", tf.sigmoid(dcgan.discriminator(real_x, real_y, training=False)), step=step)
     tf.summary.histogram("d_", tf.sigmoid(dcgan.discriminator(dcgan.generator(z, y), y, training=False)),
@@ -378,6 +406,38 @@ def write_generated(model, sample_dir):
         print(f"Wrote {images.shape[0] * images.shape[1]} images to {folder}")
 
 
+EVAL_SEED = 12345  # evaluation noise: fixed, so that figures of two checkpoints compare
+
+
+def load_eval_reference():
+    import evaluate
+    return evaluate.load_reference(FLAGS.data_dir, FLAGS.dataset, os.path.join(FLAGS.checkpoint_dir, "classifier"),
+                                   download=not FLAGS["data_dir"].present)
+
+
+def evaluate_model(model, reference):
+    from model import generate
+    images = generate(model, list(range(NUM_CLASSES)), n=FLAGS.eval_n, seed=EVAL_SEED)
+    labels = np.repeat(np.arange(NUM_CLASSES), FLAGS.eval_n)
+    return reference.evaluate(images.reshape(-1, *images.shape[2:]), labels)
+
+
+def write_eval(model, sample_dir, step):
+    import evaluate
+    try:
+        result = {"step": step, **evaluate_model(model, load_eval_reference())}
+    except ValueError as e:
+        raise DCGANError(f"cannot evaluate: {e}") from None
+    print(evaluate.format_summary(result))
+    os.makedirs(sample_dir, exist_ok=True)
+    path = os.path.join(sample_dir, "eval.json")
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(result, f, indent=2)
+    os.replace(tmp, path)
+    print(f"Wrote {path}")
+
+
 def main(argv):
     if not FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)
@@ -385,6 +445,10 @@ def main(argv):
         raise DCGANError(f"unexpected arguments: {' '.join(argv[1:])} (flags take the form --name=value)")
     if FLAGS.generate and FLAGS.from_savedmodel:
         write_generated(load_savedmodel(FLAGS.from_savedmodel), os.path.join(FLAGS.sample_dir, run_name(run_config())))
+        return
+    if FLAGS.eval and FLAGS.eval_savedmodel:
+        exported = load_savedmodel(FLAGS.eval_savedmodel)
+        write_eval(exported, os.path.join(FLAGS.sample_dir, run_name(run_config())), exported.step)
         return
     run = Run(run_config())
     dcgan = build_model(run.config)
@@ -394,7 +458,9 @@ def main(argv):
         train(dcgan, manager, run)
     if FLAGS.generate:
         write_generated(dcgan, run.samples)
-    elif not FLAGS.train:
+    if FLAGS.eval:
+        write_eval(dcgan, run.samples, int(dcgan.step))
+    if not (FLAGS.train or FLAGS.generate or FLAGS.eval):
         os.makedirs(run.samples, exist_ok=True)
         path = os.path.join(run.samples, f"test_{int(dcgan.step):06d}.png")
         utils.save_image(sample_grid(dcgan, *fixed_samples(run.config, dcgan.z_dim)), path)

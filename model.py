@@ -78,6 +78,29 @@ def bce_with_logits(logits, target):
     return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits))
 
 
+class WeightAverage(tf.Module):
+    """Exponential moving average of the generator's weights (and batch-norm statistics).
+
+    Sampling from averaged weights smooths out the step-to-step jitter of GAN training. The decay
+    ramps up as min(decay, (1 + t) / (10 + t)), so early averages do not cling to the initial weights.
+    """
+
+    def __init__(self, generator, decay):
+        super().__init__()
+        self.decay = decay
+        self.sources = list(generator.trainable_variables) + list(generator.non_trainable_variables)
+        self.trainable = [tf.Variable(w.value, trainable=False) for w in generator.trainable_variables]
+        self.non_trainable = [tf.Variable(w.value, trainable=False) for w in generator.non_trainable_variables]
+        self.updates = tf.Variable(0, dtype=tf.int64, trainable=False)
+
+    def update(self):
+        t = tf.cast(self.updates, tf.float32)
+        decay = tf.minimum(self.decay, (1.0 + t) / (10.0 + t))
+        for average, source in zip(self.trainable + self.non_trainable, self.sources):
+            average.assign(decay * average + (1.0 - decay) * source.value)
+        self.updates.assign_add(1)
+
+
 class DCGAN(keras.Model):
     """Generator and discriminator trained together: per batch, one D update, then g_steps G updates.
 
@@ -87,7 +110,7 @@ class DCGAN(keras.Model):
 
     def __init__(self, y_dim=10, z_dim=100, output_height=28, output_width=28, c_dim=1, gf_dim=64,
                  df_dim=64, gfc_dim=1024, dfc_dim=1024, z_dist="uniform_signed", g_steps=2, seed=0,
-                 **kwargs):
+                 ema_decay=0.0, **kwargs):
         super().__init__(**kwargs)
         self.y_dim, self.z_dim, self.z_dist, self.g_steps = y_dim, z_dim, z_dist, g_steps
         self.generator = ConditionalGenerator(output_height, output_width, c_dim, gf_dim, gfc_dim,
@@ -96,6 +119,7 @@ class DCGAN(keras.Model):
         self.noise = tf.random.Generator.from_seed(seed)
         self.generator(ops.zeros((1, z_dim)), ops.zeros((1, y_dim)))
         self.discriminator(ops.zeros((1, output_height, output_width, c_dim)), ops.zeros((1, y_dim)))
+        self.average = WeightAverage(self.generator, ema_decay) if ema_decay else None
 
     def compile(self, d_optimizer, g_optimizer, **kwargs):
         super().compile(**kwargs)
@@ -114,9 +138,19 @@ class DCGAN(keras.Model):
             return self.noise.normal(shape)
         return self.noise.uniform(shape, *Z_UNIFORM_RANGES[self.z_dist])
 
+    def sampling_weights(self):
+        """(trainable, non-trainable) generator weights that samples are drawn with: the averaged ones
+        when there is an average."""
+        if self.average:
+            return self.average.trainable, self.average.non_trainable
+        return self.generator.trainable_variables, self.generator.non_trainable_variables
+
     def sample(self, z, label):
         """Images in [0, 1] for z [N, z_dim] and integer labels [N], batch-norm in inference mode."""
-        return self.generator(z, tf.one_hot(label, self.y_dim), training=False)
+        trainable, non_trainable = self.sampling_weights()
+        images, _ = self.generator.stateless_call(trainable, non_trainable, z, tf.one_hot(label, self.y_dim),
+                                                  training=False)
+        return images
 
     def call(self, inputs, training=False):
         z, y = inputs
@@ -137,6 +171,8 @@ class DCGAN(keras.Model):
             with tf.GradientTape() as g_tape:
                 g_loss = self.generator_loss(self.generator(z, y, training=True), y)
             self.apply_gradients(self.g_optimizer, g_tape, g_loss, self.generator)
+        if self.average:
+            self.average.update()
         logs["g_loss"] = g_loss
         return logs
 
@@ -176,10 +212,11 @@ class ServingModule(tf.Module):
         # saved_model_cli run) then mix the weights up. So the export holds its own copies, named
         # after the weights' unique Keras paths, and runs the generator statelessly on them.
         self._generator = lambda *args, **kwargs: dcgan.generator.stateless_call(*args, **kwargs)[0]
-        self.trainable_weights = [tf.Variable(w.value, name=w.path, trainable=False)
-                                  for w in dcgan.generator.trainable_variables]
-        self.non_trainable_weights = [tf.Variable(w.value, name=w.path, trainable=False)
-                                      for w in dcgan.generator.non_trainable_variables]
+        trainable, non_trainable = dcgan.sampling_weights()
+        self.trainable_weights = [tf.Variable(tf.identity(value), name=w.path, trainable=False)
+                                  for w, value in zip(dcgan.generator.trainable_variables, trainable)]
+        self.non_trainable_weights = [tf.Variable(tf.identity(value), name=w.path, trainable=False)
+                                      for w, value in zip(dcgan.generator.non_trainable_variables, non_trainable)]
         self.z_dim, self.y_dim, self.z_dist = dcgan.z_dim, dcgan.y_dim, dcgan.z_dist
         self.constants = {"z_dim": dcgan.z_dim, "y_dim": dcgan.y_dim, "step": step,
                           "height": dcgan.generator.output_height, "width": dcgan.generator.output_width,
@@ -262,7 +299,7 @@ class ExportedGenerator:
         if not hasattr(self.module, "config"):
             raise ValueError(f"{path} is a SavedModel, but not one written by --export (no config signature)")
         config = {k: v.numpy() for k, v in self.module.config().items()}
-        self.z_dim, self.y_dim = int(config["z_dim"]), int(config["y_dim"])
+        self.z_dim, self.y_dim, self.step = int(config["z_dim"]), int(config["y_dim"]), int(config["step"])
         self.z_dist = config["z_dist"].decode()
 
     def sample(self, z, label):

@@ -60,13 +60,13 @@ def find_idx(folder, name):
     return None
 
 
-def load_mnist_idx(folder, num_classes=10):
-    """Train and test splits from the four IDX files in folder, concatenated: uint8 [N,28,28], [N]."""
+def load_idx_splits(folder, num_classes=10):
+    """{'train': (images, labels), 'test': ...} from the four IDX files in folder: uint8 [N,28,28], [N]."""
     paths = {key: find_idx(folder, name) for key, name in MNIST_FILES.items()}
     missing = [MNIST_FILES[key] for key, path in paths.items() if path is None]
     if missing:
         raise DataError(f"{folder} lacks {', '.join(missing)} (raw or .gz)")
-    images, labels = [], []
+    splits = {}
     for split in ("train", "test"):
         x, y = read_idx(paths[f"{split}_images"]), read_idx(paths[f"{split}_labels"])
         if x.ndim != 3 or y.ndim != 1:
@@ -75,9 +75,8 @@ def load_mnist_idx(folder, num_classes=10):
             raise DataError(f"{folder}: {len(x)} {split} images but {len(y)} labels")
         if y.size and y.max() >= num_classes:
             raise DataError(f"{folder}: {split} label {y.max()} is outside 0..{num_classes - 1}")
-        images.append(x)
-        labels.append(y)
-    return np.concatenate(images), np.concatenate(labels)
+        splits[split] = (x, y)
+    return splits
 
 
 # ---------------------------------------------------------------- datasets
@@ -90,8 +89,8 @@ def can_reach(host, port=443, timeout=3.0):
         return False
 
 
-def load_tfds(name, folder):
-    """MNIST-like set through tensorflow-datasets, failing fast when it would have to download offline."""
+def load_tfds_splits(name, folder):
+    """MNIST-like splits through tensorflow-datasets, failing fast when it would have to download offline."""
     import tensorflow_datasets as tfds
     builder = tfds.builder(name)
     if not builder.is_prepared() and not can_reach("storage.googleapis.com"):
@@ -99,23 +98,29 @@ def load_tfds(name, folder):
                         f"tensorflow-datasets: put the four IDX files ({MNIST_FILES['train_images']}.gz, ...) "
                         f"in {folder}")
     builder.download_and_prepare()
-    images, labels = [], []
+    splits = {}
     for split in ("train", "test"):
         x, y = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1, as_supervised=True))
-        images.append(x[..., 0])
-        labels.append(y)
-    return np.concatenate(images), np.concatenate(labels).astype(np.uint8)
+        splits[split] = (x[..., 0], y.astype(np.uint8))
+    return splits
 
 
-def load_labelled_images(dataset, data_dir, download=True):
+def load_splits(dataset, data_dir, download=True):
     """Train and test splits of an MNIST-like dataset: local IDX files first, then (if download) tfds."""
     folder = os.path.join(data_dir, dataset)
     if os.path.isdir(folder):
-        return load_mnist_idx(folder)
+        return load_idx_splits(folder)
     if not download:
         raise DataError(f"there is no folder {folder}: put the four IDX files of {dataset} there, or leave "
                         f"--data_dir out to download them with tensorflow-datasets")
-    return load_tfds(dataset, folder)
+    return load_tfds_splits(dataset, folder)
+
+
+def load_labelled_images(dataset, data_dir, download=True):
+    """Train and test splits joined, as the original trained on them: uint8 [N,28,28], labels [N]."""
+    splits = load_splits(dataset, data_dir, download)
+    return (np.concatenate([splits["train"][0], splits["test"][0]]),
+            np.concatenate([splits["train"][1], splits["test"][1]]))
 
 
 def shuffled_batches(images, labels, batch_size, num_classes, seed, start_step=0):
@@ -193,10 +198,13 @@ class Progress:
         self.tty = self.stream.isatty()
         self.total, self.start, self.every = total, start, every
         self.t0 = self.clock()
+        self.first = True
         self.last = float("-inf")  # the first update always shows
 
     def update(self, done, text="", force=False):
         now = self.clock()
+        if self.first:  # the first step includes tracing and warm-up: time from its end
+            self.first, self.start, self.t0 = False, done, now
         if not (force or self.tty or now - self.last >= self.every):
             return
         self.last = now

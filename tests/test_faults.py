@@ -20,7 +20,7 @@ RUN = "mnist_32_28_28"
 DEFAULT_RUN = "mnist_64_28_28"
 DEFAULT_CONFIG = {"dataset": "mnist", "batch_size": 64, "train_size": None, "output_height": 28, "output_width": 28,
                   "z_dim": 100, "z_dist": "uniform_signed", "c_dim": 1, "y_dim": 10, "gf_dim": 64, "df_dim": 64,
-                  "gfc_dim": 1024, "dfc_dim": 1024, "seed": 5}
+                  "gfc_dim": 1024, "dfc_dim": 1024, "ema_decay": 0.0, "seed": 5}
 
 
 def train_args(*extra):
@@ -94,11 +94,12 @@ CATALOGUE = [
     ("output size the data cannot give", nothing, ["--output_height=64"], "MNIST-like datasets have 28x28 images"),
     ("train_size below batch_size", nothing, ["--train_size=10"], "--train_size must be at least --batch_size"),
     ("unknown z_dist", nothing, ["--z_dist=gauss"], "value should be one of <uniform_signed|uniform_unsigned|normal>"),
-    ("other architecture flags than the run's", other_architecture, ["--train"],
+    ("other architecture flags than the run's", other_architecture, ["--train", "--z_dim=100"],
      f"run '{DEFAULT_RUN}' in checkpoints/{DEFAULT_RUN} was made with --z_dim=50, not 100"),
     ("corrupt checkpoint", corrupt_checkpoint, [], f"cannot read checkpoint checkpoints/{DEFAULT_RUN}/ckpt-5"),
     ("test mode without checkpoint", nothing, [], f"no checkpoint in checkpoints/{DEFAULT_RUN}: train first"),
     ("export without checkpoint", nothing, ["--export"], f"no checkpoint in checkpoints/{DEFAULT_RUN}: train first"),
+    ("eval without checkpoint", nothing, ["--eval"], f"no checkpoint in checkpoints/{DEFAULT_RUN}: train first"),
     ("output name escaping the output folder", nothing, ["--out_name=../elsewhere"],
      "--out_name must be a plain folder name"),
     ("output folder that cannot be made", file_in_place_of_folder, train_args("--train", "--checkpoint_dir=blocked"),

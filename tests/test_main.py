@@ -1,5 +1,6 @@
 """main.py end to end, in fresh processes as a user runs it, plus checkpoint round trips."""
 import glob
+import json
 import os
 import subprocess
 import sys
@@ -61,6 +62,35 @@ def test_train_resume_sample_and_export(tmp_path, data_dir):
         assert needle in shown, shown
 
 
+def test_eval_from_checkpoint_and_savedmodel_agree_and_eval_freq_logs(tmp_path, data_dir):
+    rc, out = run_main(train_args(data_dir, "--train", "--epoch=1", "--eval_freq=5", "--eval_n=20", "--export"),
+                       tmp_path)
+    assert rc == 0, out
+    assert "Training the MNIST classifier for evaluation" in out
+    assert " | acc " in out and " FID " in out
+    from test_faults import summary_values
+    values = summary_values(tmp_path / "logs" / RUN)
+    assert len(values["eval/accuracy"]) == 2 and len(values["eval/fid"]) == 2  # steps 5 and 10
+
+    rc, out = run_main(train_args(data_dir, "--eval", "--eval_n=20"), tmp_path)
+    assert rc == 0, out
+    assert "Training the MNIST classifier" not in out  # cached
+    with open(tmp_path / "samples" / RUN / "eval.json") as f:
+        from_checkpoint = json.load(f)
+    assert from_checkpoint["step"] == 10 and from_checkpoint["samples"] == 200
+    assert set(from_checkpoint["per_class"]) == {str(k) for k in range(10)}
+    for key in ("accuracy", "fid", "intra_fid", "min_diversity", "real"):
+        assert key in from_checkpoint
+
+    rc, out = run_main(train_args(data_dir, "--eval", "--eval_n=20", f"--eval_savedmodel=export/{RUN}/10",
+                                  "--sample_dir=served"), tmp_path)
+    assert rc == 0, out
+    with open(tmp_path / "served" / RUN / "eval.json") as f:
+        from_export = json.load(f)
+    assert from_export["accuracy"] == from_checkpoint["accuracy"]
+    assert from_export["fid"] == pytest.approx(from_checkpoint["fid"], rel=1e-4)
+
+
 def test_resume_with_other_architecture_flags_names_the_flag(tmp_path, data_dir):
     assert run_main(train_args(data_dir, "--train", "--epoch=1"), tmp_path)[0] == 0
     rc, out = run_main(train_args(data_dir, "--train", "--epoch=2", "--z_dim=16"), tmp_path)
@@ -117,7 +147,7 @@ def test_real_mnist_300_steps_draws_the_asked_digits(tmp_path):
     # The digits follow their labels: a nearest-class-mean classifier fit on real MNIST (82% on real
     # test digits) recognises most generated digits as the class asked for.
     import tensorflow as tf
-    images, labels = utils.load_mnist_idx(os.path.join(data_dir, "mnist"))
+    images, labels = utils.load_labelled_images("mnist", data_dir)
     images = images.reshape(len(images), -1) / 255.0
     means = np.stack([images[labels == k].mean(0) for k in range(10)])
     asked = np.arange(1000) % 10

@@ -206,3 +206,22 @@ def test_z_of_the_wrong_width_is_rejected_by_the_signature(exported):
 def test_a_folder_that_is_not_our_export_gets_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="is not a SavedModel written by --export"):
         ExportedGenerator(str(tmp_path))
+
+
+def test_weight_average_follows_the_generator_and_is_what_samples_and_exports_use(tmp_path):
+    dcgan = compiled(ema_decay=0.999)
+    before = [w.numpy() for w in dcgan.generator.trainable_variables]
+    step = tf.function(dcgan.train_step)
+    step(bar_batch(16))
+    after = [w.numpy() for w in dcgan.generator.trainable_variables]
+    # First update: decay = min(0.999, 1/10), so the average is 0.1 * start + 0.9 * now.
+    for b, a, avg in zip(before, after, dcgan.average.trainable):
+        np.testing.assert_allclose(avg.numpy(), 0.1 * b + 0.9 * a, rtol=1e-5, atol=1e-7)
+    for _ in range(3):
+        step(bar_batch(16))
+    z, label = tf.random.uniform((4, TINY["z_dim"]), -1, 1), tf.constant([0, 1, 2, 3])
+    raw = dcgan.generator(z, one_hot(label)).numpy()
+    averaged = dcgan.sample(z, label).numpy()
+    assert np.abs(raw - averaged).max() > 1e-4
+    serve = tf.saved_model.load(export_savedmodel(dcgan, str(tmp_path / "1"))).signatures["serving_default"]
+    np.testing.assert_allclose(serve(z=z, label=label)["images"].numpy(), averaged, atol=1e-5)

@@ -40,32 +40,35 @@ def test_read_idx_rejects_a_broken_gzip(tmp_path):
         utils.read_idx(str(tmp_path / "x.gz"))
 
 
-def test_load_mnist_idx_concatenates_train_and_test(tmp_path):
-    folder = write_mnist_folder(str(tmp_path), n_train=30, n_test=12, compress=False)
-    images, labels = utils.load_mnist_idx(folder)
+def test_load_idx_splits_concatenates_train_and_test(tmp_path):
+    write_mnist_folder(str(tmp_path / "mnist"), n_train=30, n_test=12, compress=False)
+    splits = utils.load_idx_splits(str(tmp_path / "mnist"))
+    assert splits["train"][0].shape == (30, 28, 28) and splits["test"][1].shape == (12,)
+    images, labels = utils.load_labelled_images("mnist", str(tmp_path))
     assert images.shape == (42, 28, 28) and images.dtype == np.uint8
     assert labels.shape == (42,) and labels.max() <= 9
+    np.testing.assert_array_equal(images[30:], splits["test"][0])
 
 
-def test_load_mnist_idx_rejects_counts_that_disagree(tmp_path):
+def test_load_idx_splits_rejects_counts_that_disagree(tmp_path):
     folder = write_mnist_folder(str(tmp_path), n_train=30, n_test=12)
     write_idx(os.path.join(folder, "train-labels-idx1-ubyte.gz"), np.zeros(29), compress=True)
     with pytest.raises(DataError, match="30 train images but 29 labels"):
-        utils.load_mnist_idx(folder)
+        utils.load_idx_splits(folder)
 
 
-def test_load_mnist_idx_names_missing_files(tmp_path):
+def test_load_idx_splits_names_missing_files(tmp_path):
     folder = write_mnist_folder(str(tmp_path))
     os.remove(os.path.join(folder, "t10k-labels-idx1-ubyte.gz"))
     with pytest.raises(DataError, match="lacks t10k-labels-idx1-ubyte"):
-        utils.load_mnist_idx(folder)
+        utils.load_idx_splits(folder)
 
 
-def test_load_mnist_idx_rejects_labels_out_of_range(tmp_path):
+def test_load_idx_splits_rejects_labels_out_of_range(tmp_path):
     folder = write_mnist_folder(str(tmp_path), n_train=30, n_test=12)
     write_idx(os.path.join(folder, "t10k-labels-idx1-ubyte.gz"), np.full(12, 10), compress=True)
     with pytest.raises(DataError, match="label 10 is outside 0..9"):
-        utils.load_mnist_idx(folder)
+        utils.load_idx_splits(folder)
 
 
 def test_no_local_files_and_no_internet_fails_fast_with_the_folder(tmp_path, monkeypatch):
@@ -139,3 +142,4 @@ def test_progress_prints_rate_and_eta(capsys):
     progress.update(5, "loss 0.8", force=True)
     lines = stream.getvalue().splitlines()
     assert len(lines) == 2 and lines[0].startswith("3/10 loss 1.0 |") and "ETA" in lines[1]
+    assert lines[0].endswith("ETA ?")  # no rate is known after the first (warm-up) step

@@ -1,0 +1,172 @@
+"""Sample quality of a conditional MNIST generator, measured with an MNIST classifier.
+
+- class accuracy: the share of generated images that the classifier reads as the class asked for;
+- FID in the classifier's penultimate feature space against the MNIST test split, overall and per
+  class (intra-class FID, which catches digits of the wrong class that plain FID forgives);
+- diversity per class: mean pairwise feature distance of generated images over that of real
+  images of the class (0 when every image of a class is the same: mode collapse).
+Each figure comes with its floor on real data, so that a reader can tell good from bad.
+"""
+import hashlib
+import os
+import sys
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import layers
+
+import utils
+
+CLASSIFIER_VERSION = "cnn-v1"  # part of the cache key: change it when the classifier changes
+
+
+# ---------------------------------------------------------------- the classifier
+
+def build_classifier(num_classes=10):
+    """A small CNN; its 128-unit 'features' layer is the feature space of FID and diversity."""
+    inputs = keras.Input((28, 28, 1))
+    h = inputs
+    for filters in (32, 64):
+        h = layers.Conv2D(filters, 3, padding="same", activation="relu")(h)
+        h = layers.Conv2D(filters, 3, padding="same", activation="relu")(h)
+        h = layers.MaxPooling2D()(h)
+    h = layers.Flatten()(h)
+    features = layers.Dense(128, activation="relu", name="features")(h)
+    logits = layers.Dense(num_classes, name="logits")(layers.Dropout(0.3)(features))
+    return keras.Model(inputs, [logits, features], name="mnist_classifier")
+
+
+def train_classifier(images, labels, epochs=4, batch_size=128, seed=0, verbose=1):
+    """Trains the classifier on uint8 images [N, 28, 28] with integer labels [N]."""
+    keras.utils.set_random_seed(seed)
+    model = build_classifier()
+    model.compile(optimizer=keras.optimizers.Adam(1e-3),
+                  loss=[keras.losses.SparseCategoricalCrossentropy(from_logits=True), None],
+                  metrics=[["accuracy"], []])
+    # Small shifts of up to 2 pixels make it read generated digits that sit a little off-centre.
+    augment = keras.Sequential([layers.RandomTranslation(0.07, 0.07, fill_mode="constant", seed=seed)])
+    data = (tf.data.Dataset.from_tensor_slices((to_float(images), labels.astype(np.int32)))
+            .shuffle(len(images), seed=seed, reshuffle_each_iteration=True).batch(batch_size)
+            .map(lambda x, y: (augment(x, training=True), y)).prefetch(tf.data.AUTOTUNE))
+    model.fit(data, epochs=epochs, verbose=verbose, shuffle=False)
+    return model
+
+
+def cached_classifier(train_images, train_labels, cache_dir, verbose=None):
+    """The classifier for this training data: loaded from cache_dir, or trained once and saved there."""
+    key = hashlib.sha256(CLASSIFIER_VERSION.encode() + train_images.tobytes() + train_labels.tobytes()).hexdigest()
+    path = os.path.join(cache_dir, f"mnist_classifier_{key[:16]}.weights.h5")
+    model = build_classifier()
+    if os.path.exists(path):
+        model.load_weights(path)
+        return model, path
+    print(f"Training the MNIST classifier for evaluation (once; cached as {path})")
+    if verbose is None:
+        verbose = 1 if sys.stdout.isatty() else 2  # a progress bar on a terminal, a line per epoch in logs
+    trained = train_classifier(train_images, train_labels, verbose=verbose)
+    os.makedirs(cache_dir, exist_ok=True)
+    tmp = path[:-len(".weights.h5")] + ".tmp.weights.h5"
+    trained.save_weights(tmp)
+    os.replace(tmp, path)
+    return trained, path
+
+
+def to_float(images):
+    """uint8 [N, 28, 28] or [N, 28, 28, 1], or floats in [0, 1], -> float32 [N, 28, 28, 1]."""
+    images = np.asarray(images)
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.ndim != 4 or images.shape[1:] != (28, 28, 1):
+        raise ValueError(f"images must have shape [N, 28, 28] or [N, 28, 28, 1], not {list(images.shape)}")
+    return images.astype(np.float32) / 255.0 if images.dtype == np.uint8 else images.astype(np.float32)
+
+
+def classify(model, images, batch_size=1000):
+    """Predicted classes [N] and penultimate features [N, 128]."""
+    logits, features = model.predict(to_float(images), batch_size=batch_size, verbose=0)
+    return logits.argmax(axis=1), features.astype(np.float64)
+
+
+# ---------------------------------------------------------------- the metrics
+
+def fid(features_a, features_b):
+    """Fréchet distance between Gaussians fitted to two feature sets."""
+    mu_a, mu_b = features_a.mean(0), features_b.mean(0)
+    cov_a, cov_b = np.cov(features_a, rowvar=False), np.cov(features_b, rowvar=False)
+    root_a = psd_sqrt(cov_a)
+    # Tr sqrt(A B) = Tr sqrt(sqrt(A) B sqrt(A)), and the latter is symmetric: eigvalsh is stable.
+    cross = np.sqrt(np.clip(np.linalg.eigvalsh(root_a @ cov_b @ root_a), 0, None)).sum()
+    return float(np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a) + np.trace(cov_b) - 2 * cross)
+
+
+def psd_sqrt(matrix):
+    values, vectors = np.linalg.eigh(matrix)
+    return (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
+
+
+def mean_pairwise_distance(features):
+    features = features - features.mean(0)  # centring keeps the Gram trick exact for identical rows
+    squared = (features ** 2).sum(1)
+    d2 = np.clip(squared[:, None] + squared[None, :] - 2 * features @ features.T, 0, None)
+    n = len(features)
+    return float(np.sqrt(d2).sum() / (n * (n - 1))) if n > 1 else 0.0
+
+
+class Reference:
+    """What generated images are compared with: the classifier and MNIST's real images."""
+
+    def __init__(self, classifier, test_images, test_labels, train_images, train_labels, num_classes=10):
+        self.classifier, self.num_classes = classifier, num_classes
+        self.test_labels = test_labels
+        predicted, self.test_features = classify(classifier, test_images)
+        self.classifier_accuracy = float(np.mean(predicted == test_labels))
+        _, floor_features = classify(classifier, train_images[:10000])
+        floor_labels = train_labels[:10000]
+        self.floor = {
+            "fid": fid(floor_features, self.test_features),
+            "intra_fid": float(np.mean([fid(floor_features[floor_labels == k], self.test_features[test_labels == k])
+                                        for k in range(num_classes)])),
+        }
+
+    def evaluate(self, images, labels):
+        """Figures for generated images [N, 28, 28(, 1)] that were asked to be of classes labels [N]."""
+        labels = np.asarray(labels)
+        predicted, features = classify(self.classifier, images)
+        correct = predicted == labels
+        per_class = {}
+        for k in range(self.num_classes):
+            mine, real = features[labels == k], self.test_features[self.test_labels == k]
+            per_class[str(k)] = {
+                "accuracy": float(correct[labels == k].mean()),
+                "fid": fid(mine, real),
+                "diversity": mean_pairwise_distance(mine) / mean_pairwise_distance(real),
+            }
+        return {
+            "accuracy": float(correct.mean()),
+            "fid": fid(features, self.test_features),
+            "intra_fid": float(np.mean([c["fid"] for c in per_class.values()])),
+            "min_diversity": float(min(c["diversity"] for c in per_class.values())),
+            "per_class": per_class,
+            "real": {"classifier_accuracy": self.classifier_accuracy, "fid": self.floor["fid"],
+                     "intra_fid": self.floor["intra_fid"]},
+            "samples": int(len(labels)),
+        }
+
+
+def load_reference(data_dir, dataset, cache_dir, download=True):
+    """Reference built from MNIST's own train and test splits (the classifier is cached)."""
+    splits = utils.load_splits(dataset, data_dir, download)
+    (train_x, train_y), (test_x, test_y) = splits["train"], splits["test"]
+    classifier, _ = cached_classifier(train_x, train_y, cache_dir)
+    return Reference(classifier, test_x, test_y, train_x, train_y)
+
+
+def format_summary(result):
+    real = result["real"]
+    per_class = " ".join(f"{k}:{c['accuracy']:.3f}" for k, c in result["per_class"].items())
+    return (f"class accuracy {result['accuracy']:.4f} (real test digits: {real['classifier_accuracy']:.4f})\n"
+            f"FID {result['fid']:.3f} (real vs real: {real['fid']:.3f})\n"
+            f"intra-class FID {result['intra_fid']:.3f} (real vs real: {real['intra_fid']:.3f})\n"
+            f"diversity, lowest class {result['min_diversity']:.3f} (real: 1)\n"
+            f"per-class accuracy {per_class}")

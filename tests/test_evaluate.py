@@ -1,0 +1,77 @@
+"""The quality figures on cases whose answer is known, with a classifier trained on the bar digits."""
+import os
+
+import numpy as np
+import pytest
+
+import evaluate
+from conftest import bar_digits
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    train_x, train_y = bar_digits(3000, seed=0)
+    test_x, test_y = bar_digits(2000, seed=1)
+    classifier, _ = evaluate.cached_classifier(train_x, train_y, str(tmp_path_factory.mktemp("cache")), verbose=0)
+    return evaluate.Reference(classifier, test_x, test_y, train_x, train_y)
+
+
+@pytest.fixture(scope="module")
+def test_set():
+    return bar_digits(2000, seed=1)
+
+
+def test_real_test_images_score_like_the_classifier_with_zero_fid(reference, test_set):
+    images, labels = test_set
+    result = reference.evaluate(images, labels)
+    assert result["accuracy"] == reference.classifier_accuracy > 0.95
+    assert abs(result["fid"]) < 1e-6 and abs(result["intra_fid"]) < 1e-6
+    assert result["min_diversity"] == pytest.approx(1.0)
+    assert set(result["per_class"]) == {str(k) for k in range(10)}
+    assert result["real"]["fid"] < 1.0  # another sample of the same images is close
+
+
+def test_shuffled_labels_give_chance_accuracy(reference, test_set):
+    images, labels = test_set
+    result = reference.evaluate(images, np.random.default_rng(0).permutation(labels))
+    assert result["accuracy"] == pytest.approx(0.1, abs=0.04)
+    assert result["intra_fid"] > 10 * max(result["fid"], 1e-3)  # plain FID misses it, intra-class FID does not
+
+
+def test_one_repeated_image_per_class_has_zero_diversity(reference, test_set):
+    images, labels = test_set
+    first = {k: images[labels == k][0] for k in range(10)}
+    repeated = np.stack([first[k] for k in labels])
+    result = reference.evaluate(repeated, labels)
+    assert result["min_diversity"] == 0
+    assert all(c["diversity"] == 0 for c in result["per_class"].values())
+
+
+def test_noise_gives_a_large_fid(reference, test_set):
+    _, labels = test_set
+    noise = np.random.default_rng(0).integers(0, 256, (len(labels), 28, 28), dtype=np.uint8)
+    result = reference.evaluate(noise, labels)
+    assert result["fid"] > 100 * max(result["real"]["fid"], 0.01)
+
+
+def test_fid_of_known_gaussians():
+    rng = np.random.default_rng(0)
+    a = rng.normal(0, 1, (20000, 3))
+    b = rng.normal(0, 2, (20000, 3)) + np.array([3.0, 0, 0])
+    # |mu|^2 + Tr(1 + 4 - 2*sqrt(1*4)) per dimension = 9 + 3 * 1
+    assert evaluate.fid(a, b) == pytest.approx(12.0, rel=0.03)
+
+
+def test_classifier_is_cached_by_its_data(tmp_path):
+    x, y = bar_digits(500, seed=3)
+    first, path = evaluate.cached_classifier(x, y, str(tmp_path), verbose=0)
+    again, same_path = evaluate.cached_classifier(x, y, str(tmp_path), verbose=0)
+    assert same_path == path and os.path.exists(path)
+    np.testing.assert_allclose(evaluate.classify(first, x)[1], evaluate.classify(again, x)[1], atol=1e-5)
+    _, other_path = evaluate.cached_classifier(x[:-1], y[:-1], str(tmp_path), verbose=0)
+    assert other_path != path
+
+
+def test_images_of_the_wrong_shape_get_a_clear_error(reference):
+    with pytest.raises(ValueError, match=r"images must have shape \[N, 28, 28\] or \[N, 28, 28, 1\], not \[4, 32, 32, 1\]"):
+        reference.evaluate(np.zeros((4, 32, 32, 1), np.uint8), np.zeros(4, int))
