@@ -175,11 +175,7 @@ class Run:
             raise DCGANError(f"cannot read {self.config_path}: {e}") from None
 
     def save_config(self):
-        os.makedirs(self.checkpoints, exist_ok=True)
-        tmp = self.config_path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(self.config, f, indent=2, sort_keys=True)
-        os.replace(tmp, self.config_path)
+        utils.save_json(self.config, self.config_path)
 
 
 def build_model(config):
@@ -429,12 +425,8 @@ def write_eval(model, sample_dir, step):
     except ValueError as e:
         raise DCGANError(f"cannot evaluate: {e}") from None
     print(evaluate.format_summary(result))
-    os.makedirs(sample_dir, exist_ok=True)
     path = os.path.join(sample_dir, "eval.json")
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(result, f, indent=2)
-    os.replace(tmp, path)
+    utils.save_json(result, path)
     print(f"Wrote {path}")
 
 

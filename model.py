@@ -2,7 +2,6 @@
 
 Layer for layer the conditional (MNIST) branch of carpedm20's DCGAN-tensorflow.
 """
-import json
 import os
 import tempfile
 
@@ -12,7 +11,7 @@ import tensorflow as tf
 from keras import ops
 
 from ops import batch_norm, concat, conv2d, conv_cond_concat, deconv2d, linear, lrelu
-from utils import to_uint8
+from utils import save_json, to_uint8
 
 # Grappler's remapper fails on the discriminator's lrelu gradient (it logs an error and falls back);
 # without it the training step also runs about 5% faster on CPU.
@@ -145,9 +144,10 @@ class DCGAN(keras.Model):
             return self.average.trainable, self.average.non_trainable
         return self.generator.trainable_variables, self.generator.non_trainable_variables
 
-    def sample(self, z, label):
-        """Images in [0, 1] for z [N, z_dim] and integer labels [N], batch-norm in inference mode."""
-        trainable, non_trainable = self.sampling_weights()
+    def sample(self, z, label, weights=None):
+        """Images in [0, 1] for z [N, z_dim] and integer labels [N], batch-norm in inference mode,
+        drawn with weights (trainable, non-trainable), by default sampling_weights()."""
+        trainable, non_trainable = weights or self.sampling_weights()
         images, _ = self.generator.stateless_call(trainable, non_trainable, z, tf.one_hot(label, self.y_dim),
                                                   training=False)
         return images
@@ -211,7 +211,8 @@ class ServingModule(tf.Module):
         # ('generator/kernel' for all kernels), and session-based loaders (TF Serving,
         # saved_model_cli run) then mix the weights up. So the export holds its own copies, named
         # after the weights' unique Keras paths, and runs the generator statelessly on them.
-        self._generator = lambda *args, **kwargs: dcgan.generator.stateless_call(*args, **kwargs)[0]
+        # The bound method, not the DCGAN: tf.Module would track a DCGAN attribute and export all its state.
+        self._sample = dcgan.sample
         trainable, non_trainable = dcgan.sampling_weights()
         self.trainable_weights = [tf.Variable(tf.identity(value), name=w.path, trainable=False)
                                   for w, value in zip(dcgan.generator.trainable_variables, trainable)]
@@ -230,8 +231,7 @@ class ServingModule(tf.Module):
         self.config = tf.function(self._config, input_signature=[])
 
     def sample(self, z, label):
-        return self._generator(self.trainable_weights, self.non_trainable_weights, z,
-                               tf.one_hot(label, self.y_dim), training=False)
+        return self._sample(z, label, (self.trainable_weights, self.non_trainable_weights))
 
     def checked(self, label, other):
         """label and the other input, passed on only once they make a valid request."""
@@ -276,8 +276,7 @@ def export_savedmodel(dcgan, path, step=0):
         tf.io.gfile.rmtree(tmp)
     with tempfile.TemporaryDirectory() as scratch:
         config_path = os.path.join(scratch, "config.json")
-        with open(config_path, "w") as f:
-            json.dump({**module.constants, "z_dist": module.z_dist}, f, indent=2, sort_keys=True)
+        save_json({**module.constants, "z_dist": module.z_dist}, config_path)
         module.config_file = tf.saved_model.Asset(config_path)
         signatures = {"serving_default": module.serve, "generate": module.generate,
                       "generate_png": module.generate_png, "config": module.config}

@@ -1,5 +1,6 @@
 """Data loading, image grids and GIFs."""
 import gzip
+import json
 import os
 import signal
 import socket
@@ -176,6 +177,15 @@ def save_image(image, path):
     """Writes one [H, W, C] image (float in [0, 1], or uint8) as PNG, published only when complete."""
     tmp = path + ".tmp"
     to_pil(image).save(tmp, format="PNG")
+    os.replace(tmp, path)
+
+
+def save_json(obj, path):
+    """Writes obj as JSON at path (making its folder), published only when complete."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=True)
     os.replace(tmp, path)
 
 
