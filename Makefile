@@ -6,7 +6,7 @@ STAMP := $(VENV)/.requirements-installed
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: train test bench clean
+.PHONY: train test bench quality demo clean
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,12 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench.py $(ARGS)
+
+demo: $(STAMP)
+	$(BIN)/python main.py --dataset mnist --demo $(ARGS)
+
+quality: $(STAMP)
+	$(BIN)/python quality.py $(ARGS)
 
 clean:
 	rm -rf checkpoints samples logs export

@@ -119,6 +119,7 @@ class DCGAN(keras.Model):
         self.generator(ops.zeros((1, z_dim)), ops.zeros((1, y_dim)))
         self.discriminator(ops.zeros((1, output_height, output_width, c_dim)), ops.zeros((1, y_dim)))
         self.average = WeightAverage(self.generator, ema_decay) if ema_decay else None
+        self.sample_average = True  # False: sample with the raw weights even when there is an average
 
     def compile(self, d_optimizer, g_optimizer, **kwargs):
         super().compile(**kwargs)
@@ -139,8 +140,8 @@ class DCGAN(keras.Model):
 
     def sampling_weights(self):
         """(trainable, non-trainable) generator weights that samples are drawn with: the averaged ones
-        when there is an average."""
-        if self.average:
+        when there is an average and sample_average is on."""
+        if self.average and self.sample_average:
             return self.average.trainable, self.average.non_trainable
         return self.generator.trainable_variables, self.generator.non_trainable_variables
 

@@ -168,6 +168,13 @@ def make_grid(images, rows, cols):
     return images.reshape(rows, cols, h, w, c).transpose(0, 2, 1, 3, 4).reshape(rows * h, cols * w, c)
 
 
+def label_columns(images):
+    """[labels, n, H, W, C] -> one grid image with a column per label and a row per seed."""
+    images = np.asarray(images)
+    by_row = images.swapaxes(0, 1).reshape(-1, *images.shape[2:])
+    return make_grid(by_row, images.shape[1], images.shape[0])
+
+
 def to_pil(image):
     image = to_uint8(image)
     return Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)

@@ -75,3 +75,29 @@ def test_classifier_is_cached_by_its_data(tmp_path):
 def test_images_of_the_wrong_shape_get_a_clear_error(reference):
     with pytest.raises(ValueError, match=r"images must have shape \[N, 28, 28\] or \[N, 28, 28, 1\], not \[4, 32, 32, 1\]"):
         reference.evaluate(np.zeros((4, 32, 32, 1), np.uint8), np.zeros(4, int))
+
+
+def test_shipped_classifier_loads_with_its_record():
+    model, info = evaluate.shipped_classifier()
+    assert info["version"] == evaluate.CLASSIFIER_VERSION and info["recipe"] == evaluate.RECIPE
+    assert info["test_accuracy"] >= 0.99
+    assert len(info["train_data_sha256"]) == 64
+    assert model.count_params() == evaluate.build_classifier().count_params()
+
+
+@pytest.mark.skipif(not os.environ.get("DCGAN_TEST_DATA_DIR"), reason="set DCGAN_TEST_DATA_DIR to a folder "
+                    "with mnist/ (CI points it at ../shared/data)")
+def test_shipped_classifier_reads_real_test_digits_at_its_recorded_accuracy():
+    import utils
+    splits = utils.load_splits("mnist", os.environ["DCGAN_TEST_DATA_DIR"], download=False)
+    model, info = evaluate.shipped_classifier()
+    test_x, test_y = splits["test"]
+    accuracy = np.mean(evaluate.classify(model, test_x)[0] == test_y)
+    # Other kernels (another CPU) may flip a handful of borderline digits out of 10,000, not more.
+    assert accuracy == pytest.approx(info["test_accuracy"], abs=0.001)
+    assert evaluate.data_hash(*splits["test"]) == info["test_data_sha256"]
+
+
+def test_a_missing_shipped_classifier_gets_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="cannot load the shipped classifier .*--retrain_classifier"):
+        evaluate.shipped_classifier(str(tmp_path / "nothing"))

@@ -76,19 +76,26 @@ def test_train_step_updates_d_once_and_g_g_steps_times(g_steps):
 
 @pytest.mark.slow
 def test_short_training_on_a_tiny_real_problem_learns_the_conditional_bars():
-    """Class k of bar_digits is a bar at rows 2+2k..3+2k: the original recipe learns it in 300 steps."""
+    """Class k of bar_digits is a bar at rows 2+2k..3+2k: the original recipe learns it in 400 steps.
+
+    What is asserted is what was learned, with margins that hold on other CPUs' kernels: over seeds
+    0-7 with oneDNN's AVX2 kernels and with TF's own (TF_ENABLE_ONEDNN_OPTS=0), every class's bar was
+    at least 0.41 brighter than any other bar by 400 steps (at 300 steps one run was at 0.03)."""
     keras.utils.set_random_seed(0)
     dcgan = compiled(seed=0)
     step = tf.function(dcgan.train_step)
     x, y = bar_batch(640)
     epoch_d_loss = [np.mean([float(step((x[i:i + 32], y[i:i + 32]))["d_loss"]) for i in range(0, 640, 32)])
-                    for _ in range(15)]
+                    for _ in range(20)]
     assert epoch_d_loss[0] == pytest.approx(2 * np.log(2), abs=0.05)  # D starts near chance
-    assert min(epoch_d_loss) < epoch_d_loss[0] - 0.03
+    assert all(0.5 < loss < 2.0 for loss in epoch_d_loss), epoch_d_loss  # neither side ran away
     labels = np.arange(200) % 10
     images = dcgan.generator(dcgan.sample_z(200), one_hot(labels)).numpy()[..., 0]
-    brightest_row = [int(np.argmax(images[labels == k].mean(axis=(0, 2)))) for k in range(10)]
-    assert all(row in (2 + 2 * k, 3 + 2 * k) for k, row in enumerate(brightest_row)), brightest_row
+    # bars[k, j]: how bright class k's images are on the rows of class j's bar
+    bars = np.array([[images[labels == k, 2 + 2 * j: 4 + 2 * j].mean() for j in range(10)] for k in range(10)])
+    assert np.array_equal(bars.argmax(axis=1), np.arange(10)), bars.round(2)
+    contrast = np.diag(bars) - np.where(np.eye(10, dtype=bool), -np.inf, bars).max(axis=1)
+    assert contrast.min() > 0.15, contrast.round(3)
 
 
 def test_fit_can_drive_the_same_train_step():
@@ -206,6 +213,24 @@ def test_z_of_the_wrong_width_is_rejected_by_the_signature(exported):
 def test_a_folder_that_is_not_our_export_gets_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="is not a SavedModel written by --export"):
         ExportedGenerator(str(tmp_path))
+
+
+def test_weight_average_never_changes_training_so_raw_weights_are_the_original_recipe():
+    def trained(ema_decay):
+        keras.utils.set_random_seed(5)
+        dcgan = compiled(seed=5, ema_decay=ema_decay)
+        step = tf.function(dcgan.train_step)
+        for i in range(3):
+            step(bar_batch(16, i))
+        return dcgan
+    plain, averaged = trained(0.0), trained(0.999)
+    for a, b in zip(plain.generator.weights + plain.discriminator.weights,
+                    averaged.generator.weights + averaged.discriminator.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    z, label = tf.random.uniform((4, TINY["z_dim"]), -1, 1), tf.constant([0, 1, 2, 3])
+    assert np.abs(plain.sample(z, label).numpy() - averaged.sample(z, label).numpy()).max() > 1e-4
+    averaged.sample_average = False  # what --raw_weights sets
+    np.testing.assert_array_equal(plain.sample(z, label).numpy(), averaged.sample(z, label).numpy())
 
 
 def test_weight_average_follows_the_generator_and_is_what_samples_and_exports_use(tmp_path):

@@ -1,0 +1,147 @@
+"""A web page that draws the digits a visitor asks for: `python main.py --demo` (Gradio).
+
+Two tabs: a grid of the chosen digits (a column per digit, a row per seed, as `--generate` draws it)
+and a walk between two seeds for one digit. Every image comes from an exported SavedModel through
+model.generate, so a seed gives the same image here, on the command line and in TF Serving.
+"""
+import json
+import os
+import random
+import tempfile
+
+# Before gradio is imported: it would otherwise report usage to its makers.
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import numpy as np
+
+import utils
+from model import generate
+
+MAX_SEED = 2 ** 31 - 1
+# Pixel art, not photographs: scaled up without blurring.
+CSS = "#grid img, #walk img { image-rendering: pixelated; }"
+
+
+def check_seed(seed):
+    if seed is None or not float(seed).is_integer() or not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"the seed must be a whole number in 0..{MAX_SEED}")
+    return int(seed)
+
+
+def draw_grid(model, digits, n, seed, max_images):
+    """uint8 grid [n*H, len(digits)*W, C] of n images per digit, image j drawn with seed + j."""
+    digits = [int(d) for d in digits or []]
+    if not digits:
+        raise ValueError("choose at least one digit")
+    if not all(0 <= d < model.y_dim for d in digits):
+        raise ValueError(f"digits must be in 0..{model.y_dim - 1}")
+    if n is None or not float(n).is_integer() or n < 1:
+        raise ValueError("the number of images per digit must be a whole number of at least 1")
+    if len(digits) * n > max_images:
+        raise ValueError(f"{len(digits)} digits x {int(n)} images is {len(digits) * int(n)} images; this demo "
+                         f"draws at most {max_images} per request")
+    return utils.label_columns(generate(model, digits, n=int(n), seed=check_seed(seed)))
+
+
+def walk(model, digit, seed_a, seed_b, steps):
+    """uint8 frames [steps, H, W, C] of one digit, z moving in a straight line from seed_a's to seed_b's."""
+    if digit is None or not 0 <= int(digit) < model.y_dim:
+        raise ValueError(f"the digit must be in 0..{model.y_dim - 1}")
+    if steps is None or not 2 <= steps <= 64:
+        raise ValueError("the walk takes 2 to 64 steps")
+    ends = [generate_z(model, check_seed(s)) for s in (seed_a, seed_b)]
+    t = np.linspace(0.0, 1.0, int(steps), dtype=np.float32)[:, None]
+    z = (1 - t) * ends[0] + t * ends[1]
+    return generate(model, [int(digit)], n=int(steps), z=z)[0]
+
+
+def generate_z(model, seed):
+    from model import z_from_seeds
+    return z_from_seeds(np.array([seed], np.int64), model.z_dim, model.z_dist).numpy()[0]
+
+
+def describe(model, path, eval_path=None):
+    """Markdown naming the export, its step and sizes, and its --eval figures when they are for this step."""
+    text = (f"Serving **{path}**: training step {model.step}, z_dim {model.z_dim}, "
+            f"{model.y_dim} classes.")
+    figures = read_eval(eval_path, model.step)
+    if figures:
+        text += (f" Measured by `--eval`: class accuracy {100 * figures['accuracy']:.2f} %, "
+                 f"FID {figures['fid']:.2f}, intra-class FID {figures['intra_fid']:.2f}, "
+                 f"lowest class diversity {figures['min_diversity']:.3f}.")
+    return text
+
+
+def read_eval(path, step):
+    try:
+        with open(path) as f:
+            figures = json.load(f)
+    except (TypeError, OSError, ValueError):
+        return None
+    return figures if figures.get("step") == step else None
+
+
+def build_app(model, path, max_images=400, eval_path=None):
+    import gradio as gr
+
+    scratch = tempfile.mkdtemp(prefix="dcgan_demo_")
+
+    def shown(fn):
+        """Runs fn, turning a bad request into a message on the page instead of a stack trace."""
+        def wrapped(*args):
+            try:
+                return fn(*args)
+            except ValueError as e:
+                raise gr.Error(str(e), print_exception=False) from None
+        return wrapped
+
+    def on_grid(digits, n, seed):
+        grid = draw_grid(model, digits, n, seed, max_images)
+        png = os.path.join(scratch, f"digits_{'-'.join(map(str, digits))}_seed{int(seed)}.png")
+        utils.save_image(grid, png)
+        return utils.to_pil(grid), png
+
+    def on_walk(digit, seed_a, seed_b, steps):
+        frames = walk(model, digit, seed_a, seed_b, steps)
+        gif = os.path.join(scratch, f"walk_{int(digit)}_{int(seed_a)}_{int(seed_b)}.gif")
+        utils.save_gif(list(frames) + list(frames[-2:0:-1]), gif)  # there and back, ends not repeated
+        return utils.to_pil(utils.make_grid(frames, 1, len(frames))), gif
+
+    choices = [str(k) for k in range(model.y_dim)]
+    with gr.Blocks(title="DCGAN digits") as app:
+        gr.Markdown("# Draw digits with a conditional DCGAN\n" + describe(model, path, eval_path))
+        with gr.Tab("Digits"):
+            with gr.Row():
+                digits = gr.CheckboxGroup(choices, value=choices, label="Digits", elem_id="digits")
+                n = gr.Slider(1, 16, value=4, step=1, label="Images per digit", elem_id="n")
+                seed = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=MAX_SEED, elem_id="seed")
+            with gr.Row():
+                new_seed = gr.Button("New seed", elem_id="new_seed")
+                draw = gr.Button("Generate", variant="primary", elem_id="generate")
+            grid = gr.Image(label="One column per digit, one row per seed", format="png", type="pil",
+                            interactive=False, height=448, elem_id="grid")
+            download = gr.DownloadButton("Download PNG", elem_id="download")
+        with gr.Tab("Walk between two seeds"):
+            with gr.Row():
+                digit = gr.Dropdown(choices, value=choices[0], label="Digit", elem_id="walk_digit")
+                seed_a = gr.Number(0, label="From seed", precision=0, minimum=0, maximum=MAX_SEED)
+                seed_b = gr.Number(1, label="To seed", precision=0, minimum=0, maximum=MAX_SEED)
+                steps = gr.Slider(2, 32, value=10, step=1, label="Steps")
+            go = gr.Button("Walk", variant="primary", elem_id="walk_button")
+            strip = gr.Image(label="The walk, left to right", format="png", type="pil", interactive=False,
+                             elem_id="walk")
+            gif = gr.Image(label="As an animation", type="filepath", interactive=False, elem_id="walk_gif")
+        new_seed.click(lambda: random.randint(0, MAX_SEED), outputs=seed, api_name="new_seed")
+        draw.click(shown(on_grid), inputs=[digits, n, seed], outputs=[grid, download], api_name="generate")
+        go.click(shown(on_walk), inputs=[digit, seed_a, seed_b, steps], outputs=[strip, gif], api_name="walk")
+    return app
+
+
+def serve(model, path, host="127.0.0.1", port=7860, max_images=400, eval_path=None, block=True):
+    """Starts the page and prints its address; returns the app (serving in the background) if not block."""
+    app = build_app(model, path, max_images, eval_path)
+    app.launch(server_name=host, server_port=port, prevent_thread_lock=True, quiet=True, show_error=False, css=CSS)
+    print(f"Demo of {path} running on {app.local_url} (Ctrl-C to stop)", flush=True)
+    if block:
+        app.block_thread()
+    return app

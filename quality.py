@@ -1,0 +1,91 @@
+"""Sample quality over seeds: each recipe trained for one epoch per seed, scored by --eval.
+
+One GAN run is an anecdote; this trains MNIST with every seed through main.py, evaluates each run with
+every recipe's sampling flags and the shipped MNIST classifier, and prints a markdown table of the
+mean and range (min-max) of each figure. The original recipe is the same training sampled with the
+raw weights: the weight average never feeds back into training (tests/test_model.py checks that).
+Finished runs and evaluations are not redone, so an interrupted table resumes where it stopped.
+
+    python quality.py --data_dir ../shared/data [--seeds 0,1,2] [--epoch 1]
+"""
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+from absl import app, flags
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+STEPS_PER_EPOCH = 70000 // 64  # MNIST's train and test splits, joined as the original does, at batch 64
+# name: sampling flags (every recipe samples the same training runs)
+RECIPES = {
+    "defaults (weight average)": [],
+    "original recipe (raw weights)": ["--raw_weights"],
+}
+FIGURES = (("accuracy", "class accuracy %", 100, "{:.2f}"), ("fid", "FID", 1, "{:.2f}"),
+           ("intra_fid", "intra-class FID", 1, "{:.2f}"), ("min_diversity", "lowest class diversity", 1, "{:.3f}"))
+
+flags.DEFINE_string("data_dir", "./data", "Folder that holds mnist/.")
+flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds to train with.")
+flags.DEFINE_integer("epoch", 1, "Epochs per run.", lower_bound=1)
+flags.DEFINE_string("out", "samples/quality.md", "Where to write the table.")
+FLAGS = flags.FLAGS
+
+
+def run_folder(seed):
+    return f"quality_e{FLAGS.epoch}_s{seed}"
+
+
+def main_py(*args):
+    command = [sys.executable, os.path.join(ROOT, "main.py"), "--dataset=mnist", f"--data_dir={FLAGS.data_dir}", *args]
+    print(f"== {' '.join(command[1:])}", flush=True)
+    start = time.monotonic()
+    if subprocess.run(command).returncode != 0:
+        raise SystemExit("Error: that command failed (its output is above)")
+    print(f"== {(time.monotonic() - start) / 60:.1f} min", flush=True)
+
+
+def train_and_evaluate(name, seed):
+    """eval.json of one recipe and seed, training and evaluating first unless done before."""
+    folder = run_folder(seed)
+    if not os.path.exists(os.path.join("checkpoints", folder, f"ckpt-{FLAGS.epoch * STEPS_PER_EPOCH}.index")):
+        main_py("--train", "--export", f"--epoch={FLAGS.epoch}", f"--seed={seed}", f"--out_name={folder}")
+    sample_dir = os.path.join("samples", "quality", name.split()[0])
+    path = os.path.join(sample_dir, folder, "eval.json")
+    if not os.path.exists(path):
+        main_py("--eval", f"--out_name={folder}", f"--sample_dir={sample_dir}", *RECIPES[name])
+    with open(path) as f:
+        return json.load(f)
+
+
+def table(results):
+    """Markdown: one row per recipe, mean and range over its seeds for each figure."""
+    header = "| recipe | flags | seeds | " + " | ".join(label for _, label, _, _ in FIGURES) + " |"
+    rows = [header, "|" + " --- |" * (3 + len(FIGURES))]
+    for name, (args, runs) in results.items():
+        cells = []
+        for key, _, scale, fmt in FIGURES:
+            values = np.array([run[key] for run in runs]) * scale
+            cells.append(f"{fmt.format(values.mean())} ({fmt.format(values.min())}–{fmt.format(values.max())})")
+        seeds = ",".join(str(run["seed"]) for run in runs)
+        rows.append(f"| {name} | `{args or '(none)'}` | {seeds} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def main(argv):
+    del argv
+    results = {name: (" ".join(RECIPES[name]),
+                      [{**train_and_evaluate(name, int(seed)), "seed": int(seed)} for seed in FLAGS.seeds])
+               for name in RECIPES}
+    text = table(results)
+    print(text)
+    os.makedirs(os.path.dirname(FLAGS.out) or ".", exist_ok=True)
+    with open(FLAGS.out, "w") as f:
+        f.write(text + "\n")
+    print(f"Wrote {FLAGS.out}")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,157 @@
+"""The web demo: its functions, its HTTP API through gradio_client, a real browser, and main.py --demo."""
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+import demo
+import utils
+from conftest import ROOT, TINY_FLAGS, TINY
+from model import DCGAN, ExportedGenerator, export_savedmodel, generate
+
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A tiny export; DCGAN_TEST_DEMO_EXPORT serves a trained one instead (for the README's screenshot)."""
+    path = os.environ.get("DCGAN_TEST_DEMO_EXPORT")
+    if not path:
+        keras.utils.set_random_seed(4)
+        path = export_savedmodel(DCGAN(**TINY), str(tmp_path_factory.mktemp("demo") / "5"), step=5)
+    return ExportedGenerator(path), path
+
+
+@pytest.fixture(scope="module")
+def server(exported):
+    model, path = exported
+    app = demo.serve(model, path, port=free_port(), max_images=40, block=False)
+    yield app.local_url
+    app.close()
+
+
+def test_grid_holds_generates_images_a_column_per_digit(exported):
+    model, _ = exported
+    grid = demo.draw_grid(model, ["3", "1"], 2, 7, max_images=100)
+    np.testing.assert_array_equal(grid, utils.label_columns(generate(model, [3, 1], n=2, seed=7)))
+    assert grid.shape == (2 * 28, 2 * 28, 1)
+
+
+@pytest.mark.parametrize("digits, n, seed, message", [
+    ([], 2, 0, "choose at least one digit"), (["10"], 1, 0, r"digits must be in 0\.\.9"),
+    (["1"], 0, 0, "at least 1"), (["1", "2"], 60, 0, "is 120 images; this demo draws at most 100"),
+    (["1"], 1, -3, "seed must be a whole number"), (["1"], 1, 2.5, "seed must be a whole number"),
+])
+def test_bad_requests_get_a_plain_message(exported, digits, n, seed, message):
+    with pytest.raises(ValueError, match=message):
+        demo.draw_grid(exported[0], digits, n, seed, max_images=100)
+
+
+def test_walk_goes_from_one_seeds_image_to_the_others(exported):
+    model, _ = exported
+    frames = demo.walk(model, "4", 7, 9, 5)
+    assert frames.shape == (5, 28, 28, 1) and frames.dtype == np.uint8
+    np.testing.assert_array_equal(frames[0], generate(model, [4], n=1, seed=7)[0, 0])
+    np.testing.assert_array_equal(frames[-1], generate(model, [4], n=1, seed=9)[0, 0])
+    with pytest.raises(ValueError, match="2 to 64 steps"):
+        demo.walk(model, "4", 7, 9, 1)
+
+
+def test_description_names_the_export_and_its_own_eval_figures(exported, tmp_path):
+    model, path = exported
+    figures = {"step": model.step, "accuracy": 0.9876, "fid": 3.21, "intra_fid": 7.5, "min_diversity": 0.91}
+    utils.save_json(figures, str(tmp_path / "eval.json"))
+    text = demo.describe(model, path, str(tmp_path / "eval.json"))
+    assert f"training step {model.step}, z_dim {model.z_dim}" in text and "class accuracy 98.76 %" in text
+    utils.save_json({**figures, "step": model.step + 1}, str(tmp_path / "eval.json"))
+    assert "accuracy" not in demo.describe(model, path, str(tmp_path / "eval.json"))  # another step's
+
+
+def test_server_answers_through_its_http_api(server, exported, tmp_path):
+    from gradio_client import Client
+    from gradio_client.exceptions import AppError
+    client = Client(server, verbose=False, download_files=str(tmp_path))
+    shown, download = client.predict(["3", "1"], 2, 7, api_name="/generate")
+    expected = demo.draw_grid(exported[0], ["3", "1"], 2, 7, max_images=100)[..., 0]
+    np.testing.assert_array_equal(np.asarray(Image.open(shown)), expected)
+    np.testing.assert_array_equal(np.asarray(Image.open(download)), expected)  # the PNG, lossless
+    with pytest.raises(AppError, match="this demo draws at most 40 per request"):
+        client.predict([str(k) for k in range(10)], 5, 7, api_name="/generate")
+    strip, gif = client.predict("4", 7, 9, 5, api_name="/walk")
+    assert np.asarray(Image.open(strip)).shape == (28, 5 * 28)
+    animation = Image.open(gif)
+    assert animation.size == (28, 28) and animation.n_frames > 1  # PIL merges identical neighbours
+
+
+@pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason="needs Debian's chromium and chromium-driver "
+                    "(apt-get install -y chromium chromium-driver); .ci/run installs them")
+def test_a_real_browser_picks_digits_and_sees_the_grid(server, tmp_path, monkeypatch):
+    monkeypatch.setenv("SE_OFFLINE", "true")  # selenium must not try to download a browser or driver
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--window-size=1280,1100",
+                f"--user-data-dir={tmp_path / 'profile'}"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        driver.get(server)
+        wait = WebDriverWait(driver, 120)
+        seven = wait.until(lambda d: d.find_element(By.XPATH, "//*[@id='digits']//label[normalize-space()='7']"))
+        seven.click()  # every digit starts ticked: seven off leaves nine columns
+        driver.find_element(By.ID, "generate").click()
+        natural = "const i = document.querySelector('#grid img'); return i && i.complete ? [i.naturalWidth, i.naturalHeight] : null"
+        assert wait.until(lambda d: d.execute_script(natural)) == [9 * 28, 4 * 28]
+        driver.save_screenshot(os.environ.get("DCGAN_TEST_SCREENSHOT") or str(tmp_path / "demo.png"))
+        n = driver.find_element(By.CSS_SELECTOR, "#n input[type='number']")
+        n.clear()
+        n.send_keys("16\t")  # 9 x 16 = 144 images, over the cap of 40
+        driver.find_element(By.ID, "generate").click()
+        wait.until(lambda d: d.find_elements(By.XPATH, "//*[contains(text(), 'at most 40 per request')]"))
+        assert "Traceback" not in driver.page_source
+    finally:
+        driver.quit()
+
+
+def test_main_demo_exports_the_checkpoint_serves_it_and_stops_on_ctrl_c(tmp_path, data_dir):
+    args = ["--dataset=mnist", f"--data_dir={data_dir}", "--batch_size=32", "--seed=3", *TINY_FLAGS]
+    train = subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), *args, "--train", "--epoch=1"],
+                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert train.returncode == 0, train.stdout + train.stderr
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "main.py"), *args, "--demo", f"--demo_port={port}"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    try:
+        lines = []
+        for line in proc.stdout:  # ends if the process dies
+            lines.append(line)
+            if "running on" in line:
+                break
+        assert f"Demo of export/mnist_32_28_28/10 running on http://127.0.0.1:{port}" in "".join(lines), lines
+        assert (tmp_path / "export" / "mnist_32_28_28" / "10" / "saved_model.pb").exists()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=60) as page:
+            assert page.status == 200 and b"DCGAN digits" in page.read()
+        proc.send_signal(signal.SIGINT)
+        out = proc.communicate(timeout=60)[0]
+        assert "Traceback" not in out, out
+    finally:
+        proc.kill()
