@@ -19,7 +19,7 @@ from model import generate
 
 MAX_SEED = 2 ** 31 - 1
 # Pixel art, not photographs: scaled up without blurring.
-CSS = "#grid img, #walk img { image-rendering: pixelated; }"
+CSS = "#grid img, #walk img { image-rendering: pixelated; width: 100%; height: 100%; object-fit: contain; }"
 
 
 def check_seed(seed):
