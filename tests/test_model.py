@@ -80,7 +80,7 @@ def test_short_training_on_a_tiny_real_problem_learns_the_conditional_bars():
 
     What is asserted is what was learned, with margins that hold on other CPUs' kernels: over seeds
     0-7 with oneDNN's AVX2 kernels and with TF's own (TF_ENABLE_ONEDNN_OPTS=0), every class's bar was
-    at least 0.41 brighter than any other bar by 400 steps (at 300 steps one run was at 0.03)."""
+    at least 0.35 brighter than any other bar by 400 steps (at 300 steps one run was at 0.03)."""
     keras.utils.set_random_seed(0)
     dcgan = compiled(seed=0)
     step = tf.function(dcgan.train_step)
