@@ -15,7 +15,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import numpy as np
 
 import utils
-from model import generate
+from model import generate, z_from_seeds
 
 MAX_SEED = 2 ** 31 - 1
 # Pixel art, not photographs: scaled up without blurring.
@@ -56,15 +56,15 @@ def walk(model, digit, seed_a, seed_b, steps):
 
 
 def generate_z(model, seed):
-    from model import z_from_seeds
     return z_from_seeds(np.array([seed], np.int64), model.z_dim, model.z_dist).numpy()[0]
 
 
 def describe(model, path, eval_path=None):
-    """Markdown naming the export, its step and sizes, and its --eval figures when they are for this step."""
+    """Markdown naming the export, its step and sizes, and its --eval figures (from eval_path or an
+    eval.json inside the export) when they are for this step."""
     text = (f"Serving **{path}**: training step {model.step}, z_dim {model.z_dim}, "
             f"{model.y_dim} classes.")
-    figures = read_eval(eval_path, model.step)
+    figures = read_eval(eval_path, model.step) or read_eval(os.path.join(path, "eval.json"), model.step)
     if figures:
         text += (f" Measured by `--eval`: class accuracy {100 * figures['accuracy']:.2f} %, "
                  f"FID {figures['fid']:.2f}, intra-class FID {figures['intra_fid']:.2f}, "
@@ -112,7 +112,8 @@ def build_app(model, path, max_images=400, eval_path=None):
         gr.Markdown("# Draw digits with a conditional DCGAN\n" + describe(model, path, eval_path))
         with gr.Tab("Digits"):
             with gr.Row():
-                digits = gr.CheckboxGroup(choices, value=choices, label="Digits", elem_id="digits")
+                digits = gr.CheckboxGroup(choices, value=choices, label="Digits", show_select_all=True,
+                                          elem_id="digits")
                 n = gr.Slider(1, 16, value=4, step=1, label="Images per digit", elem_id="n")
                 seed = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=MAX_SEED, elem_id="seed")
             with gr.Row():
