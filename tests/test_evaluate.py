@@ -43,8 +43,10 @@ def test_one_repeated_image_per_class_has_zero_diversity(reference, test_set):
     first = {k: images[labels == k][0] for k in range(10)}
     repeated = np.stack([first[k] for k in labels])
     result = reference.evaluate(repeated, labels)
-    assert result["min_diversity"] == 0
-    assert all(c["diversity"] == 0 for c in result["per_class"].values())
+    # Not exactly 0: oneDNN may run identical images at different batch positions through different
+    # kernel paths, which differ in the last bits. Real digits score about 1.
+    assert result["min_diversity"] < 1e-3
+    assert all(c["diversity"] < 1e-3 for c in result["per_class"].values())
 
 
 def test_noise_gives_a_large_fid(reference, test_set):
