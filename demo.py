@@ -139,10 +139,24 @@ def build_app(model, path, max_images=400, eval_path=None):
 
 
 def serve(model, path, host="127.0.0.1", port=7860, max_images=400, eval_path=None, block=True):
-    """Starts the page and prints its address; returns the app (serving in the background) if not block."""
+    """Starts the page and prints its address; blocks until SIGINT or SIGTERM, or returns the app
+    (serving in the background) if not block."""
     app = build_app(model, path, max_images, eval_path)
+    if not block:
+        return launch(app, path, host, port)
+    # Not gradio's block_thread: it stops only on KeyboardInterrupt, which never comes when SIGINT
+    # was ignored at start-up (a background job), nor on SIGTERM.
+    with utils.StopSignals("stopping the demo") as stop:
+        launch(app, path, host, port)
+        # Woken each second: a signal that lands on one of the server's threads runs its Python
+        # handler only once the main thread runs again.
+        while not stop.received.wait(timeout=1):
+            pass
+    app.close()
+    return app
+
+
+def launch(app, path, host, port):
     app.launch(server_name=host, server_port=port, prevent_thread_lock=True, quiet=True, show_error=False, css=CSS)
     print(f"Demo of {path} running on {app.local_url} (Ctrl-C to stop)", flush=True)
-    if block:
-        app.block_thread()
     return app

@@ -5,6 +5,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 
 import numpy as np
@@ -245,20 +246,26 @@ def format_seconds(seconds):
 
 
 class StopSignals:
-    """Within the block, SIGINT and SIGTERM only set .signal, so a loop can save and stop cleanly."""
+    """Within the block, SIGINT and SIGTERM only set .signal (and the event .received), so a loop
+    can save and stop cleanly. Installed explicitly, since a process started in the background
+    inherits SIGINT ignored."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
+    def __init__(self, doing="saving a checkpoint, then stopping"):
+        self.doing = doing
+
     def __enter__(self):
         self.signal = None
+        self.received = threading.Event()
         self.previous = {s: signal.signal(s, self.handle) for s in self.SIGNALS}
         return self
 
     def handle(self, signum, frame):
         if self.signal is None:
-            print(f"\n{signal.Signals(signum).name} received: saving a checkpoint, then stopping.",
-                  file=sys.stderr, flush=True)
+            print(f"\n{signal.Signals(signum).name} received: {self.doing}.", file=sys.stderr, flush=True)
         self.signal = signal.Signals(signum)
+        self.received.set()
 
     def __exit__(self, *exc):
         for s, handler in self.previous.items():

@@ -131,6 +131,11 @@ def test_a_real_browser_picks_digits_and_sees_the_grid(server, tmp_path, monkeyp
         driver.quit()
 
 
+def ignore_sigint():
+    """As in a job started in the background with '&': SIGINT ignored from the start."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def test_main_demo_exports_the_checkpoint_serves_it_and_stops_on_ctrl_c(tmp_path, data_dir):
     args = ["--dataset=mnist", f"--data_dir={data_dir}", "--batch_size=32", "--seed=3", *TINY_FLAGS]
     train = subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), *args, "--train", "--epoch=1"],
@@ -139,7 +144,7 @@ def test_main_demo_exports_the_checkpoint_serves_it_and_stops_on_ctrl_c(tmp_path
     port = free_port()
     proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "main.py"), *args, "--demo", f"--demo_port={port}"],
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"), preexec_fn=ignore_sigint)
     try:
         lines = []
         for line in proc.stdout:  # ends if the process dies
@@ -152,6 +157,7 @@ def test_main_demo_exports_the_checkpoint_serves_it_and_stops_on_ctrl_c(tmp_path
             assert page.status == 200 and b"DCGAN digits" in page.read()
         proc.send_signal(signal.SIGINT)
         out = proc.communicate(timeout=60)[0]
+        assert proc.returncode == 0 and "SIGINT received: stopping the demo" in out, out
         assert "Traceback" not in out, out
     finally:
         proc.kill()
