@@ -30,9 +30,13 @@ from utils import DCGANError
 
 MNIST_LIKE = {"mnist": 28, "fashion_mnist": 28}
 NUM_CLASSES = 10
-# Flags that fix the variables' shapes or the data order: a run must be resumed with the same ones.
+# Flags that fix the model, the variables' shapes or the data order: a run must be resumed with the same ones.
 RUN_FLAGS = ("dataset", "batch_size", "train_size", "output_height", "output_width", "z_dim", "z_dist", "c_dim",
-             "y_dim", "gf_dim", "df_dim", "gfc_dim", "dfc_dim", "ema_decay", "seed")
+             "y_dim", "gf_dim", "df_dim", "gfc_dim", "dfc_dim", "ema_decay", "seed", "arch", "loss", "spectral_norm")
+# What runs saved before these flags existed were trained with.
+RUN_DEFAULTS = {"arch": "dcgan", "loss": "gan", "spectral_norm": False}
+# z's width when --z_dim is not given: the original's 100, CS231N's 96.
+Z_DIMS = {"dcgan": 100, "mlp": 96, "cs231n": 96}
 
 flags.DEFINE_integer("epoch", 25, "Epochs to train.", lower_bound=1)
 flags.DEFINE_float("learning_rate", 0.0002, "Adam learning rate, for both networks.", lower_bound=0.0)
@@ -79,7 +83,14 @@ flags.DEFINE_boolean("export", False, "Write a SavedModel for TensorFlow Serving
 flags.DEFINE_integer("max_to_keep", 1, "Checkpoints to keep.", lower_bound=1)
 flags.DEFINE_integer("sample_freq", 200, "Write a sample grid every this many steps.", lower_bound=1)
 flags.DEFINE_integer("ckpt_freq", 200, "Write a checkpoint every this many steps.", lower_bound=1)
-flags.DEFINE_integer("z_dim", 100, "Dimension of the noise vector z.", lower_bound=1)
+flags.DEFINE_integer("z_dim", None, "Dimension of the noise vector z (default: 100; 96 for --arch mlp and "
+                     "cs231n, as in CS231N).", lower_bound=1)
+flags.DEFINE_enum("arch", "dcgan", list(Z_DIMS), "Networks: dcgan (the original's), mlp (CS231N's fully "
+                  "connected GAN) or cs231n (CS231N's convolutional pair); all conditioned on the label.")
+flags.DEFINE_enum("loss", "gan", ["gan", "lsgan"], "gan: the original's sigmoid cross-entropy; lsgan: least "
+                  "squares on D's raw scores (Mao et al. 2017).")
+flags.DEFINE_boolean("spectral_norm", False, "Divide every weight of D by its largest singular value "
+                     "(Miyato et al. 2018, one power iteration per D update); D then has no batch norm.")
 flags.DEFINE_enum("z_dist", "uniform_signed", ["uniform_signed", "uniform_unsigned", "normal"],
                   "Distribution of z: U(-1,1), U(0,1) or N(0,1).")
 flags.DEFINE_boolean("G_img_sum", False, "Also write generated images to TensorBoard.")
@@ -140,13 +151,20 @@ def run_config():
     """The run's settings that must stay fixed across resumes (see RUN_FLAGS)."""
     size = MNIST_LIKE[FLAGS.dataset]
     config = {name: getattr(FLAGS, name, None) for name in RUN_FLAGS}
-    config.update(output_height=size, output_width=size, c_dim=1, y_dim=NUM_CLASSES)
+    config.update(output_height=size, output_width=size, c_dim=1, y_dim=NUM_CLASSES,
+                  z_dim=FLAGS.z_dim or Z_DIMS[FLAGS.arch])
     return config
 
 
 def run_name(config):
-    return FLAGS.out_name or f"{config['dataset']}_{config['batch_size']}_" \
-                             f"{config['output_height']}_{config['output_width']}"
+    """--out_name, or <dataset>_<batch>_<height>_<width> with the arch, loss and spectral norm where
+    they are not the original's (mnist_mlp_lsgan_sn_64_28_28)."""
+    if FLAGS.out_name:
+        return FLAGS.out_name
+    variant = [config["arch"], config["loss"], "sn" if config["spectral_norm"] else ""]
+    variant = [v for v in variant if v not in ("dcgan", "gan", "")]
+    return "_".join([config["dataset"], *variant, str(config["batch_size"]),
+                     str(config["output_height"]), str(config["output_width"])])
 
 
 class Run:
@@ -186,7 +204,7 @@ class Run:
             return None
         try:
             with open(self.config_path) as f:
-                return json.load(f)
+                return {**RUN_DEFAULTS, **json.load(f)}
         except (OSError, ValueError) as e:
             raise DCGANError(f"cannot read {self.config_path}: {e}") from None
 
@@ -202,7 +220,8 @@ def build_model(config):
                   output_width=config["output_width"], c_dim=config["c_dim"], gf_dim=config["gf_dim"],
                   df_dim=config["df_dim"], gfc_dim=config["gfc_dim"], dfc_dim=config["dfc_dim"],
                   z_dist=config["z_dist"], g_steps=FLAGS.g_steps, seed=config["seed"],
-                  ema_decay=config["ema_decay"])
+                  ema_decay=config["ema_decay"], arch=config["arch"], loss=config["loss"],
+                  spectral_norm=config["spectral_norm"])
     dcgan.compile(d_optimizer=adam(), g_optimizer=adam())
     dcgan.sample_average = not FLAGS.raw_weights
     return dcgan

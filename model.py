@@ -1,6 +1,8 @@
-"""The DCGAN: class-conditional generator and discriminator and the training step.
+"""The DCGAN: class-conditional generators and discriminators and the training step.
 
-Layer for layer the conditional (MNIST) branch of carpedm20's DCGAN-tensorflow.
+--arch dcgan is layer for layer the conditional (MNIST) branch of carpedm20's DCGAN-tensorflow;
+mlp and cs231n are Stanford CS231N's fully connected and convolutional GANs, conditioned the same way
+(the one-hot label concatenated to every layer's input).
 """
 import os
 import tempfile
@@ -8,9 +10,9 @@ import tempfile
 import keras
 import numpy as np
 import tensorflow as tf
-from keras import ops
+from keras import layers, ops
 
-from ops import batch_norm, concat, conv2d, conv_cond_concat, deconv2d, linear, lrelu
+from ops import SpectralNorm, batch_norm, concat, conv2d, conv_cond_concat, deconv2d, linear, lrelu
 from utils import save_json, to_uint8
 
 # Grappler's remapper fails on the discriminator's lrelu gradient (it logs an error and falls back);
@@ -20,6 +22,8 @@ tf.config.optimizer.set_experimental_options({"remapping": False})
 
 class ConditionalGenerator(keras.layers.Layer):
     """(z, y) -> image in [0, 1]: two linear layers, then two 5x5 stride-2 deconvolutions."""
+
+    signed_output = False  # sigmoid: images in [0, 1]
 
     def __init__(self, output_height=28, output_width=28, c_dim=1, gf_dim=64, gfc_dim=1024, **kwargs):
         super().__init__(**kwargs)
@@ -42,12 +46,13 @@ class ConditionalGenerator(keras.layers.Layer):
 class ConditionalDiscriminator(keras.layers.Layer):
     """(image, y) -> one logit per image: two 5x5 stride-2 convolutions, then two linear layers."""
 
-    def __init__(self, c_dim=1, y_dim=10, df_dim=64, dfc_dim=1024, **kwargs):
+    def __init__(self, c_dim=1, y_dim=10, df_dim=64, dfc_dim=1024, spectral_norm=False, **kwargs):
         super().__init__(**kwargs)
-        self.h0 = conv2d(c_dim + y_dim, "d_h0_conv")
-        self.h1, self.bn1 = conv2d(df_dim + y_dim, "d_h1_conv"), batch_norm("d_bn1")
-        self.h2, self.bn2 = linear(dfc_dim, "d_h2_lin"), batch_norm("d_bn2")
-        self.h3 = linear(1, "d_h3_lin")
+        sn, bn = spectral_norm, not spectral_norm
+        self.h0 = conv2d(c_dim + y_dim, "d_h0_conv", sn)
+        self.h1, self.bn1 = conv2d(df_dim + y_dim, "d_h1_conv", sn), batch_norm("d_bn1", bn)
+        self.h2, self.bn2 = linear(dfc_dim, "d_h2_lin", sn), batch_norm("d_bn2", bn)
+        self.h3 = linear(1, "d_h3_lin", sn)
 
     def call(self, x, y, training=False):
         h = lrelu(self.h0(conv_cond_concat(x, y)))
@@ -55,6 +60,99 @@ class ConditionalDiscriminator(keras.layers.Layer):
         h = ops.reshape(h, (ops.shape(h)[0], -1))
         h = lrelu(self.bn2(self.h2(concat(h, y)), training=training))
         return self.h3(concat(h, y))
+
+
+def dense(units, name, spectral_norm=False):
+    """A CS231N layer: Keras' default (Glorot) initialisation, as the assignment's tf.layers.dense."""
+    return linear(units, name, spectral_norm, kernel_initializer="glorot_uniform")
+
+
+class MLPGenerator(keras.layers.Layer):
+    """CS231N's fully connected G: (z, y) -> 1024 -> ReLU -> 1024 -> ReLU -> H*W*C -> tanh."""
+
+    signed_output = True  # tanh: images in [-1, 1]
+
+    def __init__(self, output_height=28, output_width=28, c_dim=1, **kwargs):
+        super().__init__(**kwargs)
+        self.output_height, self.output_width, self.c_dim = output_height, output_width, c_dim
+        self.h0, self.h1 = dense(1024, "g_h0_lin"), dense(1024, "g_h1_lin")
+        self.h2 = dense(output_height * output_width * c_dim, "g_h2_lin")
+
+    def call(self, z, y, training=False):
+        h = ops.relu(self.h0(concat(z, y)))
+        h = ops.relu(self.h1(concat(h, y)))
+        h = ops.tanh(self.h2(concat(h, y)))
+        return ops.reshape(h, (-1, self.output_height, self.output_width, self.c_dim))
+
+
+class MLPDiscriminator(keras.layers.Layer):
+    """CS231N's fully connected D: (image, y) -> 256 -> LeakyReLU(0.01) -> 256 -> LeakyReLU -> 1."""
+
+    def __init__(self, spectral_norm=False, **kwargs):
+        super().__init__(**kwargs)
+        self.h0, self.h1 = dense(256, "d_h0_lin", spectral_norm), dense(256, "d_h1_lin", spectral_norm)
+        self.h2 = dense(1, "d_h2_lin", spectral_norm)
+
+    def call(self, x, y, training=False):
+        h = ops.reshape(x, (ops.shape(x)[0], -1))
+        h = lrelu(self.h0(concat(h, y)), 0.01)
+        h = lrelu(self.h1(concat(h, y)), 0.01)
+        return self.h2(concat(h, y))
+
+
+class CS231NGenerator(keras.layers.Layer):
+    """CS231N's convolutional (InfoGAN-style) G: FC 1024 -> ReLU -> BN -> FC 128*(H/4)*(W/4) -> ReLU
+    -> BN -> 4x4 stride-2 deconv 64 -> ReLU -> BN -> 4x4 stride-2 deconv C -> tanh."""
+
+    signed_output = True
+
+    def __init__(self, output_height=28, output_width=28, c_dim=1, **kwargs):
+        super().__init__(**kwargs)
+        self.output_height, self.output_width, self.c_dim = output_height, output_width, c_dim
+        self.s_h4, self.s_w4 = output_height // 4, output_width // 4
+        self.h0, self.bn0 = dense(1024, "g_h0_lin"), batch_norm("g_bn0")
+        self.h1, self.bn1 = dense(128 * self.s_h4 * self.s_w4, "g_h1_lin"), batch_norm("g_bn1")
+        deconv = dict(kernel_size=4, kernel_initializer="glorot_uniform")
+        self.h2, self.bn2 = deconv2d(64, "g_h2", **deconv), batch_norm("g_bn2")
+        self.h3 = deconv2d(c_dim, "g_h3", **deconv)
+
+    def call(self, z, y, training=False):
+        h = self.bn0(ops.relu(self.h0(concat(z, y))), training=training)
+        h = self.bn1(ops.relu(self.h1(concat(h, y))), training=training)
+        h = ops.reshape(h, (-1, self.s_h4, self.s_w4, 128))
+        h = self.bn2(ops.relu(self.h2(conv_cond_concat(h, y))), training=training)
+        return ops.tanh(self.h3(conv_cond_concat(h, y)))
+
+
+class CS231NDiscriminator(keras.layers.Layer):
+    """CS231N's convolutional D, valid padding (28 -> 24 -> 12 -> 8 -> 4): 5x5 conv 32 -> LeakyReLU(0.01)
+    -> max-pool 2 -> 5x5 conv 64 -> LeakyReLU -> max-pool 2 -> FC 4*4*64 -> LeakyReLU -> FC 1."""
+
+    def __init__(self, spectral_norm=False, **kwargs):
+        super().__init__(**kwargs)
+        conv = dict(kernel_size=5, strides=1, padding="valid", kernel_initializer="glorot_uniform")
+        self.h0 = conv2d(32, "d_h0_conv", spectral_norm, **conv)
+        self.h1 = conv2d(64, "d_h1_conv", spectral_norm, **conv)
+        self.pool = layers.MaxPooling2D(2)
+        self.h2, self.h3 = dense(4 * 4 * 64, "d_h2_lin", spectral_norm), dense(1, "d_h3_lin", spectral_norm)
+
+    def call(self, x, y, training=False):
+        h = self.pool(lrelu(self.h0(conv_cond_concat(x, y)), 0.01))
+        h = self.pool(lrelu(self.h1(conv_cond_concat(h, y)), 0.01))
+        h = ops.reshape(h, (ops.shape(h)[0], -1))
+        h = lrelu(self.h2(concat(h, y)), 0.01)
+        return self.h3(concat(h, y))
+
+
+def networks(arch, output_height, output_width, c_dim, y_dim, gf_dim, df_dim, gfc_dim, dfc_dim, spectral_norm):
+    """(generator, discriminator) of --arch; only dcgan has the width flags."""
+    if arch == "dcgan":
+        return (ConditionalGenerator(output_height, output_width, c_dim, gf_dim, gfc_dim, name="generator"),
+                ConditionalDiscriminator(c_dim, y_dim, df_dim, dfc_dim, spectral_norm, name="discriminator"))
+    generator, discriminator = {"mlp": (MLPGenerator, MLPDiscriminator),
+                                "cs231n": (CS231NGenerator, CS231NDiscriminator)}[arch]
+    return (generator(output_height, output_width, c_dim, name="generator"),
+            discriminator(spectral_norm, name="discriminator"))
 
 
 Z_UNIFORM_RANGES = {"uniform_signed": (-1.0, 1.0), "uniform_unsigned": (0.0, 1.0)}
@@ -72,9 +170,15 @@ def z_from_seeds(seeds, z_dim, z_dist):
     return tf.map_fn(one, tf.cast(seeds, tf.int64), fn_output_signature=tf.float32)
 
 
-def bce_with_logits(logits, target):
-    labels = tf.fill(tf.shape(logits), target)
-    return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits))
+def adversarial_loss(loss, scores, target):
+    """Mean loss of D's raw scores against the target 1 (real) or 0 (fake).
+
+    gan: sigmoid cross-entropy (the original's; G's loss against 1 is the non-saturating one).
+    lsgan: least squares, half the mean squared distance (Mao et al. 2017, CS231N's ls_*_loss)."""
+    if loss == "lsgan":
+        return 0.5 * tf.reduce_mean(tf.square(scores - target))
+    labels = tf.fill(tf.shape(scores), target)
+    return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=scores))
 
 
 class WeightAverage(tf.Module):
@@ -109,15 +213,15 @@ class DCGAN(keras.Model):
 
     def __init__(self, y_dim=10, z_dim=100, output_height=28, output_width=28, c_dim=1, gf_dim=64,
                  df_dim=64, gfc_dim=1024, dfc_dim=1024, z_dist="uniform_signed", g_steps=2, seed=0,
-                 ema_decay=0.0, **kwargs):
+                 ema_decay=0.0, arch="dcgan", loss="gan", spectral_norm=False, **kwargs):
         super().__init__(**kwargs)
-        self.y_dim, self.z_dim, self.z_dist, self.g_steps = y_dim, z_dim, z_dist, g_steps
-        self.generator = ConditionalGenerator(output_height, output_width, c_dim, gf_dim, gfc_dim,
-                                              name="generator")
-        self.discriminator = ConditionalDiscriminator(c_dim, y_dim, df_dim, dfc_dim, name="discriminator")
+        self.y_dim, self.z_dim, self.z_dist, self.g_steps, self.loss = y_dim, z_dim, z_dist, g_steps, loss
+        self.generator, self.discriminator = networks(arch, output_height, output_width, c_dim, y_dim, gf_dim,
+                                                      df_dim, gfc_dim, dfc_dim, spectral_norm)
         self.noise = tf.random.Generator.from_seed(seed)
         self.generator(ops.zeros((1, z_dim)), ops.zeros((1, y_dim)))
         self.discriminator(ops.zeros((1, output_height, output_width, c_dim)), ops.zeros((1, y_dim)))
+        self.spectral_layers = [l for l in self.discriminator._flatten_layers() if isinstance(l, SpectralNorm)]
         self.average = WeightAverage(self.generator, ema_decay) if ema_decay else None
         self.sample_average = True  # False: sample with the raw weights even when there is an average
 
@@ -151,14 +255,16 @@ class DCGAN(keras.Model):
         trainable, non_trainable = weights or self.sampling_weights()
         images, _ = self.generator.stateless_call(trainable, non_trainable, z, tf.one_hot(label, self.y_dim),
                                                   training=False)
-        return images
+        return (images + 1.0) / 2.0 if self.generator.signed_output else images
 
     def call(self, inputs, training=False):
         z, y = inputs
         return self.generator(z, y, training=training)
 
     def train_step(self, data):
-        x, y = data
+        x, y = data  # x in [0, 1]
+        if self.generator.signed_output:
+            x = x * 2.0 - 1.0
         z = self.sample_z(tf.shape(x)[0])
         with tf.GradientTape() as g_tape:
             fake = self.generator(z, y, training=True)
@@ -178,19 +284,26 @@ class DCGAN(keras.Model):
         return logs
 
     def update_discriminator(self, x, fake, y):
+        for layer in self.spectral_layers:  # one power iteration per D update, before its forward passes
+            layer.power_iteration()
         with tf.GradientTape() as tape:
-            real_logits = self.discriminator(x, y, training=True)
-            fake_logits = self.discriminator(fake, y, training=True)
-            d_loss_real = bce_with_logits(real_logits, 1.0)
-            d_loss_fake = bce_with_logits(fake_logits, 0.0)
+            real_scores = self.discriminator(x, y, training=True)
+            fake_scores = self.discriminator(fake, y, training=True)
+            d_loss_real = adversarial_loss(self.loss, real_scores, 1.0)
+            d_loss_fake = adversarial_loss(self.loss, fake_scores, 0.0)
             d_loss = d_loss_real + d_loss_fake
         self.apply_gradients(self.d_optimizer, tape, d_loss, self.discriminator)
+        # D(x) and D(G(z)) as logged: probabilities for gan, the raw scores (targets 1 and 0) for lsgan.
+        shown = tf.sigmoid if self.loss == "gan" else tf.identity
         return {"d_loss": d_loss, "d_loss_real": d_loss_real, "d_loss_fake": d_loss_fake,
-                "d_real": tf.reduce_mean(tf.sigmoid(real_logits)),
-                "d_fake": tf.reduce_mean(tf.sigmoid(fake_logits))}
+                "d_real": tf.reduce_mean(shown(real_scores)), "d_fake": tf.reduce_mean(shown(fake_scores))}
 
     def generator_loss(self, fake, y):
-        return bce_with_logits(self.discriminator(fake, y, training=True), 1.0)
+        # Stateless: D's batch-norm statistics move with D's own updates only, so a G update changes
+        # nothing of D (its statistics are never used: D always runs in training mode).
+        d = self.discriminator
+        scores, _ = d.stateless_call(d.trainable_variables, d.non_trainable_variables, fake, y, training=True)
+        return adversarial_loss(self.loss, scores, 1.0)
 
     @staticmethod
     def apply_gradients(optimizer, tape, loss, network):

@@ -7,6 +7,8 @@ raw weights: the weight average never feeds back into training (tests/test_model
 Finished runs and evaluations are not redone, so an interrupted table resumes where it stopped.
 
     python quality.py --data_dir ../shared/data [--seeds 0,1,2] [--epoch 1]
+    python quality.py --data_dir ../shared/data --seeds 0 --recipes defaults,lsgan,sn,mlp,cs231n \
+        --out samples/variants.md
 """
 import json
 import os
@@ -19,23 +21,29 @@ from absl import app, flags
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 STEPS_PER_EPOCH = 70000 // 64  # MNIST's train and test splits, joined as the original does, at batch 64
-# name: sampling flags (every recipe samples the same training runs)
+# key: (name, training flags, sampling flags); recipes with the same training flags score the same runs
 RECIPES = {
-    "defaults (weight average)": [],
-    "original recipe (raw weights)": ["--raw_weights"],
+    "defaults": ("defaults (weight average)", [], []),
+    "original": ("original recipe (raw weights)", [], ["--raw_weights"]),
+    "lsgan": ("least squares (LSGAN)", ["--loss=lsgan"], []),
+    "sn": ("spectral norm (SN-GAN)", ["--spectral_norm"], []),
+    "mlp": ("CS231N fully connected", ["--arch=mlp", "--learning_rate=0.001"], []),
+    "cs231n": ("CS231N convolutional", ["--arch=cs231n", "--learning_rate=0.001"], []),
 }
 FIGURES = (("accuracy", "class accuracy %", 100, "{:.2f}"), ("fid", "FID", 1, "{:.2f}"),
            ("intra_fid", "intra-class FID", 1, "{:.2f}"), ("min_diversity", "lowest class diversity", 1, "{:.3f}"))
 
 flags.DEFINE_string("data_dir", "./data", "Folder that holds mnist/.")
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds to train with.")
+flags.DEFINE_list("recipes", ["defaults", "original"], f"Recipes to compare, from {', '.join(RECIPES)}.")
 flags.DEFINE_integer("epoch", 1, "Epochs per run.", lower_bound=1)
 flags.DEFINE_string("out", "samples/quality.md", "Where to write the table.")
 FLAGS = flags.FLAGS
 
 
-def run_folder(seed):
-    return f"quality_e{FLAGS.epoch}_s{seed}"
+def run_folder(key, seed):
+    training = RECIPES[key][1]
+    return f"quality_e{FLAGS.epoch}_s{seed}" + (f"_{key}" if training else "")
 
 
 def main_py(*args):
@@ -47,15 +55,16 @@ def main_py(*args):
     print(f"== {(time.monotonic() - start) / 60:.1f} min", flush=True)
 
 
-def train_and_evaluate(name, seed):
+def train_and_evaluate(key, seed):
     """eval.json of one recipe and seed, training and evaluating first unless done before."""
-    folder = run_folder(seed)
+    _, training, sampling = RECIPES[key]
+    folder = run_folder(key, seed)
     if not os.path.exists(os.path.join("checkpoints", folder, f"ckpt-{FLAGS.epoch * STEPS_PER_EPOCH}.index")):
-        main_py("--train", "--export", f"--epoch={FLAGS.epoch}", f"--seed={seed}", f"--out_name={folder}")
-    sample_dir = os.path.join("samples", "quality", name.split()[0])
+        main_py("--train", "--export", f"--epoch={FLAGS.epoch}", f"--seed={seed}", f"--out_name={folder}", *training)
+    sample_dir = os.path.join("samples", "quality", key)
     path = os.path.join(sample_dir, folder, "eval.json")
     if not os.path.exists(path):
-        main_py("--eval", f"--out_name={folder}", f"--sample_dir={sample_dir}", *RECIPES[name])
+        main_py("--eval", f"--out_name={folder}", f"--sample_dir={sample_dir}", *sampling)
     with open(path) as f:
         return json.load(f)
 
@@ -76,9 +85,12 @@ def table(results):
 
 def main(argv):
     del argv
-    results = {name: (" ".join(RECIPES[name]),
-                      [{**train_and_evaluate(name, int(seed)), "seed": int(seed)} for seed in FLAGS.seeds])
-               for name in RECIPES}
+    unknown = set(FLAGS.recipes) - set(RECIPES)
+    if unknown:
+        raise SystemExit(f"Error: unknown recipe {', '.join(sorted(unknown))}: use some of {', '.join(RECIPES)}")
+    results = {RECIPES[key][0]: (" ".join(RECIPES[key][1] + RECIPES[key][2]),
+                                 [{**train_and_evaluate(key, int(seed)), "seed": int(seed)} for seed in FLAGS.seeds])
+               for key in FLAGS.recipes}
     text = table(results)
     print(text)
     os.makedirs(os.path.dirname(FLAGS.out) or ".", exist_ok=True)

@@ -7,10 +7,10 @@ from conftest import TINY, bar_digits
 from model import DCGAN, ExportedGenerator, export_savedmodel, generate, z_from_seeds
 
 
-def compiled(**kwargs):
+def compiled(learning_rate=2e-4, **kwargs):
     dcgan = DCGAN(**{**TINY, **kwargs})
-    dcgan.compile(d_optimizer=keras.optimizers.Adam(2e-4, beta_1=0.5),
-                  g_optimizer=keras.optimizers.Adam(2e-4, beta_1=0.5))
+    dcgan.compile(d_optimizer=keras.optimizers.Adam(learning_rate, beta_1=0.5),
+                  g_optimizer=keras.optimizers.Adam(learning_rate, beta_1=0.5))
     return dcgan
 
 

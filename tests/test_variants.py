@@ -1,0 +1,120 @@
+"""The tutorials' variants: --loss lsgan, --spectral_norm, --arch mlp and cs231n, in-process and through main.py."""
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import TINY, run_main
+from model import DCGAN, ExportedGenerator, adversarial_loss, export_savedmodel
+from ops import SpectralNormDense
+from test_model import bar_batch, compiled
+
+VARIANTS = [dict(arch="dcgan", spectral_norm=True), dict(arch="mlp"), dict(arch="mlp", spectral_norm=True),
+            dict(arch="cs231n"), dict(arch="cs231n", spectral_norm=True, loss="lsgan")]
+
+
+SCORES = tf.constant([2.0, -1.0, 0.0])
+
+
+@pytest.mark.parametrize("loss, target, expected", [
+    # softplus(-2), softplus(1), softplus(0) = 0.126928, 1.313262, 0.693147
+    ("gan", 1.0, (0.126928 + 1.313262 + 0.693147) / 3),
+    ("gan", 0.0, (2.126928 + 0.313262 + 0.693147) / 3),
+    ("lsgan", 1.0, 0.5 * (1 + 4 + 1) / 3),
+    ("lsgan", 0.0, 0.5 * (4 + 1 + 0) / 3),
+])
+def test_losses_against_hand_computed_values(loss, target, expected):
+    assert float(adversarial_loss(loss, SCORES, target)) == pytest.approx(expected, abs=1e-5)
+
+
+def test_spectral_norm_divides_the_kernel_by_its_largest_singular_value():
+    layer = SpectralNormDense(6, name="d")
+    layer.build((None, 10))
+    layer.kernel.assign(tf.random.stateless_normal((10, 6), [1, 2]) * 3.0)
+    for _ in range(30):
+        layer.power_iteration()
+    largest = np.linalg.svd(layer.normalized_kernel().numpy(), compute_uv=False)[0]
+    assert largest == pytest.approx(1.0, abs=1e-3)
+    x = tf.random.stateless_normal((4, 10), [3, 4])
+    np.testing.assert_allclose(layer(x), x @ layer.normalized_kernel() + layer.bias, atol=1e-5)
+    u = layer.u.numpy()
+    layer(x, training=True)  # calling never moves u, training or not
+    np.testing.assert_array_equal(u, layer.u.numpy())
+
+
+def d_state(dcgan):
+    return [v.numpy() for v in dcgan.discriminator.variables]
+
+
+@pytest.mark.parametrize("kwargs", VARIANTS + [dict(arch="dcgan")], ids=str)
+def test_a_g_update_leaves_d_bit_identical_and_a_d_update_moves_its_vectors(kwargs):
+    dcgan = compiled(1e-3, **kwargs)
+    x, y = bar_batch(16)
+    z = dcgan.sample_z(16)
+    before = d_state(dcgan)
+    with tf.GradientTape() as tape:
+        g_loss = dcgan.generator_loss(dcgan.generator(z, y, training=True), y)
+    dcgan.apply_gradients(dcgan.g_optimizer, tape, g_loss, dcgan.generator)
+    for a, b in zip(before, d_state(dcgan)):
+        np.testing.assert_array_equal(a, b)
+    vectors = [layer.u.numpy() for layer in dcgan.spectral_layers]
+    assert len(vectors) == (4 if kwargs["arch"] != "mlp" else 3) * kwargs.get("spectral_norm", False)
+    dcgan.update_discriminator(x, dcgan.generator(z, y), y)
+    assert all(np.abs(v - layer.u.numpy()).max() > 0 for v, layer in zip(vectors, dcgan.spectral_layers))
+
+
+def test_spectral_norm_replaces_batch_norm_in_d():
+    plain, normed = DCGAN(**TINY), DCGAN(**TINY, spectral_norm=True)
+    assert any("bn" in w.path for w in plain.discriminator.weights)
+    assert not any("bn" in w.path for w in normed.discriminator.weights)
+
+
+@pytest.mark.parametrize("kwargs", VARIANTS, ids=str)
+def test_each_variant_trains_samples_in_unit_range_and_exports_the_same_images(kwargs, tmp_path):
+    dcgan = compiled(1e-3, **kwargs)
+    step = tf.function(dcgan.train_step)
+    for _ in range(3):
+        logs = step(bar_batch(16))
+    assert all(np.isfinite(float(v)) for v in logs.values())
+    z, label = dcgan.sample_z(5), tf.constant([0, 3, 5, 7, 9])
+    images = dcgan.sample(z, label).numpy()
+    assert images.shape == (5, 28, 28, 1) and images.min() >= 0 and images.max() <= 1
+    served = ExportedGenerator(export_savedmodel(dcgan, str(tmp_path / "3"), step=3)).sample(z, label)
+    np.testing.assert_allclose(served, images, atol=1e-5)
+
+
+def test_a_signed_generator_is_trained_and_sampled_in_its_own_range():
+    """tanh generators see real images mapped to [-1, 1] and their samples are mapped back: trained on
+    images all 0.25 grey, G draws 0.25 grey (without the first mapping it would draw 0.625, without
+    the second -0.5)."""
+    dcgan = compiled(1e-3, arch="mlp")
+    step = tf.function(dcgan.train_step)
+    grey = (tf.fill((16, 28, 28, 1), 0.25), tf.one_hot(tf.range(16) % 10, 10))
+    for _ in range(100):
+        step(grey)
+    assert float(tf.reduce_mean(dcgan.sample(dcgan.sample_z(10), tf.range(10)))) == pytest.approx(0.25, abs=0.1)
+
+
+@pytest.mark.slow
+def test_main_trains_resumes_evaluates_exports_and_generates_a_variant(tmp_path, data_dir):
+    args = ["--dataset=mnist", f"--data_dir={data_dir}", "--batch_size=32", "--seed=3",
+            "--arch=mlp", "--loss=lsgan", "--spectral_norm", "--learning_rate=0.001"]
+    run = "mnist_mlp_lsgan_sn_32_28_28"
+    rc, out = run_main([*args, "--train", "--epoch=1"], tmp_path)
+    assert rc == 0, out
+    with open(tmp_path / "checkpoints" / run / "config.json") as f:
+        config = json.load(f)
+    assert (config["arch"], config["loss"], config["spectral_norm"], config["z_dim"]) == ("mlp", "lsgan", True, 96)
+    rc, out = run_main([*args, "--train", "--epoch=2"], tmp_path)
+    assert rc == 0 and f"Restored checkpoints/{run}/ckpt-10" in out and "steps 10..20" in out, out
+    rc, out = run_main([*args, "--eval", "--eval_n=20", "--export"], tmp_path)
+    assert rc == 0, out
+    with open(tmp_path / "samples" / run / "eval.json") as f:
+        assert json.load(f)["step"] == 20
+    rc, out = run_main([*args, "--generate", "--labels=1,2", "--n_per_label=2",
+                        f"--from_savedmodel=export/{run}/20"], tmp_path)
+    assert rc == 0 and os.path.exists(tmp_path / "samples" / run / "generate_1-2_seed3.png"), out
+    rc, out = run_main([*args, "--train", "--epoch=3", "--arch=cs231n", f"--out_name={run}"], tmp_path)
+    assert rc == 1 and "was made with --arch=mlp, not cs231n" in out, out
