@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
-from ops import SpectralNorm, batch_norm, concat, conv2d, conv_cond_concat, deconv2d, linear, lrelu
+from ops import SpectralNorm, batch_norm, concat, conv2d, conv_cond_concat, deconv2d, dense, linear, lrelu
 from utils import save_json, to_uint8
 
 # Grappler's remapper fails on the discriminator's lrelu gradient (it logs an error and falls back);
@@ -20,14 +20,29 @@ from utils import save_json, to_uint8
 tf.config.optimizer.set_experimental_options({"remapping": False})
 
 
-class ConditionalGenerator(keras.layers.Layer):
-    """(z, y) -> image in [0, 1]: two linear layers, then two 5x5 stride-2 deconvolutions."""
+class Generator(keras.layers.Layer):
+    """What every generator shares: its image size (the export reads it) and its pixel range."""
 
-    signed_output = False  # sigmoid: images in [0, 1]
+    signed_output = False  # True for a tanh output: images in [-1, 1] rather than [0, 1]
 
-    def __init__(self, output_height=28, output_width=28, c_dim=1, gf_dim=64, gfc_dim=1024, **kwargs):
+    def __init__(self, output_height=28, output_width=28, c_dim=1, **kwargs):
         super().__init__(**kwargs)
         self.output_height, self.output_width, self.c_dim = output_height, output_width, c_dim
+
+    def from_unit(self, images):
+        """Real images in [0, 1] mapped into this generator's range."""
+        return images * 2.0 - 1.0 if self.signed_output else images
+
+    def to_unit(self, images):
+        """This generator's images mapped back into [0, 1]."""
+        return (images + 1.0) / 2.0 if self.signed_output else images
+
+
+class ConditionalGenerator(Generator):
+    """(z, y) -> image in [0, 1]: two linear layers, then two 5x5 stride-2 deconvolutions."""
+
+    def __init__(self, output_height=28, output_width=28, c_dim=1, gf_dim=64, gfc_dim=1024, **kwargs):
+        super().__init__(output_height, output_width, c_dim, **kwargs)
         self.s_h4, self.s_w4 = output_height // 4, output_width // 4
         self.gf_dim = gf_dim
         self.h0, self.bn0 = linear(gfc_dim, "g_h0_lin"), batch_norm("g_bn0")
@@ -62,19 +77,13 @@ class ConditionalDiscriminator(keras.layers.Layer):
         return self.h3(concat(h, y))
 
 
-def dense(units, name, spectral_norm=False):
-    """A CS231N layer: Keras' default (Glorot) initialisation, as the assignment's tf.layers.dense."""
-    return linear(units, name, spectral_norm, kernel_initializer="glorot_uniform")
-
-
-class MLPGenerator(keras.layers.Layer):
+class MLPGenerator(Generator):
     """CS231N's fully connected G: (z, y) -> 1024 -> ReLU -> 1024 -> ReLU -> H*W*C -> tanh."""
 
-    signed_output = True  # tanh: images in [-1, 1]
+    signed_output = True
 
     def __init__(self, output_height=28, output_width=28, c_dim=1, **kwargs):
-        super().__init__(**kwargs)
-        self.output_height, self.output_width, self.c_dim = output_height, output_width, c_dim
+        super().__init__(output_height, output_width, c_dim, **kwargs)
         self.h0, self.h1 = dense(1024, "g_h0_lin"), dense(1024, "g_h1_lin")
         self.h2 = dense(output_height * output_width * c_dim, "g_h2_lin")
 
@@ -100,15 +109,14 @@ class MLPDiscriminator(keras.layers.Layer):
         return self.h2(concat(h, y))
 
 
-class CS231NGenerator(keras.layers.Layer):
+class CS231NGenerator(Generator):
     """CS231N's convolutional (InfoGAN-style) G: FC 1024 -> ReLU -> BN -> FC 128*(H/4)*(W/4) -> ReLU
     -> BN -> 4x4 stride-2 deconv 64 -> ReLU -> BN -> 4x4 stride-2 deconv C -> tanh."""
 
     signed_output = True
 
     def __init__(self, output_height=28, output_width=28, c_dim=1, **kwargs):
-        super().__init__(**kwargs)
-        self.output_height, self.output_width, self.c_dim = output_height, output_width, c_dim
+        super().__init__(output_height, output_width, c_dim, **kwargs)
         self.s_h4, self.s_w4 = output_height // 4, output_width // 4
         self.h0, self.bn0 = dense(1024, "g_h0_lin"), batch_norm("g_bn0")
         self.h1, self.bn1 = dense(128 * self.s_h4 * self.s_w4, "g_h1_lin"), batch_norm("g_bn1")
@@ -255,16 +263,15 @@ class DCGAN(keras.Model):
         trainable, non_trainable = weights or self.sampling_weights()
         images, _ = self.generator.stateless_call(trainable, non_trainable, z, tf.one_hot(label, self.y_dim),
                                                   training=False)
-        return (images + 1.0) / 2.0 if self.generator.signed_output else images
+        return self.generator.to_unit(images)
 
     def call(self, inputs, training=False):
         z, y = inputs
         return self.generator(z, y, training=training)
 
     def train_step(self, data):
-        x, y = data  # x in [0, 1]
-        if self.generator.signed_output:
-            x = x * 2.0 - 1.0
+        x, y = data
+        x = self.generator.from_unit(x)
         z = self.sample_z(tf.shape(x)[0])
         with tf.GradientTape() as g_tape:
             fake = self.generator(z, y, training=True)

@@ -28,6 +28,11 @@ def linear(units, name, spectral_norm=False, **options):
     return (SpectralNormDense if spectral_norm else layers.Dense)(units, name=name, **options)
 
 
+def dense(units, name, spectral_norm=False):
+    """A CS231N layer: Keras' default (Glorot) initialisation, as the assignment's tf.layers.dense."""
+    return linear(units, name, spectral_norm, kernel_initializer="glorot_uniform")
+
+
 class SpectralNorm:
     """Mixin for Dense and Conv2D: the layer computes with kernel / sigma, sigma the kernel's largest
     singular value (Miyato et al. 2018), from a vector u that power_iteration() refines.

@@ -41,11 +41,6 @@ flags.DEFINE_string("out", "samples/quality.md", "Where to write the table.")
 FLAGS = flags.FLAGS
 
 
-def run_folder(key, seed):
-    training = RECIPES[key][1]
-    return f"quality_e{FLAGS.epoch}_s{seed}" + (f"_{key}" if training else "")
-
-
 def main_py(*args):
     command = [sys.executable, os.path.join(ROOT, "main.py"), "--dataset=mnist", f"--data_dir={FLAGS.data_dir}", *args]
     print(f"== {' '.join(command[1:])}", flush=True)
@@ -58,7 +53,8 @@ def main_py(*args):
 def train_and_evaluate(key, seed):
     """eval.json of one recipe and seed, training and evaluating first unless done before."""
     _, training, sampling = RECIPES[key]
-    folder = run_folder(key, seed)
+    # Recipes that only sample differently share the defaults' runs.
+    folder = f"quality_e{FLAGS.epoch}_s{seed}" + (f"_{key}" if training else "")
     if not os.path.exists(os.path.join("checkpoints", folder, f"ckpt-{FLAGS.epoch * STEPS_PER_EPOCH}.index")):
         main_py("--train", "--export", f"--epoch={FLAGS.epoch}", f"--seed={seed}", f"--out_name={folder}", *training)
     sample_dir = os.path.join("samples", "quality", key)
