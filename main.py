@@ -1,9 +1,12 @@
-"""Train, sample, visualise and export the class-conditional DCGAN.
+"""Train, sample, visualise and export the DCGAN: class-conditional on MNIST and labelled image
+folders, unconditional on a folder of pictures (celebA, your own).
 
     python main.py --dataset mnist --train            # train (resumes if a checkpoint exists)
     python main.py --dataset mnist                    # sample grid from the latest checkpoint
     python main.py --dataset mnist --export           # SavedModel for TF Serving
-    python main.py --dataset mnist --visualize        # latent-walk GIF
+    python main.py --dataset mnist --visualize        # z sweeps (--visualize_option 0..4)
+    python main.py --dataset mnist --plot             # loss curves, real vs fake
+    python main.py --dataset celebA --input_height 108 --crop --train   # data/celebA/*.jpg at 64x64
     python main.py --dataset mnist --generate --labels 3,1,4 --n_per_label 8 --seed 7
     python main.py --dataset mnist --eval                 # class accuracy, FID, diversity
     python main.py --dataset mnist --demo                 # web page at http://127.0.0.1:7860
@@ -14,6 +17,7 @@ import os
 import random
 import shutil
 import sys
+import time
 
 # TF's C++ logs (CUDA probing on CPU machines, grappler notes) drown the progress line; set it to 0
 # to see them.
@@ -30,11 +34,15 @@ from utils import DCGANError
 
 MNIST_LIKE = {"mnist": 28, "fashion_mnist": 28}
 NUM_CLASSES = 10
-# Flags that fix the model, the variables' shapes or the data order: a run must be resumed with the same ones.
+# Flags that fix the model, the variables' shapes or the data: a run must be resumed with the same ones.
 RUN_FLAGS = ("dataset", "batch_size", "train_size", "output_height", "output_width", "z_dim", "z_dist", "c_dim",
-             "y_dim", "gf_dim", "df_dim", "gfc_dim", "dfc_dim", "ema_decay", "seed", "arch", "loss", "spectral_norm")
+             "y_dim", "gf_dim", "df_dim", "gfc_dim", "dfc_dim", "ema_decay", "seed", "arch", "loss", "spectral_norm",
+             "input_fname_pattern", "crop", "input_height", "input_width")
 # What runs saved before these flags existed were trained with.
-RUN_DEFAULTS = {"arch": "dcgan", "loss": "gan", "spectral_norm": False}
+RUN_DEFAULTS = {"arch": "dcgan", "loss": "gan", "spectral_norm": False, "input_fname_pattern": None, "crop": False,
+                "input_height": None, "input_width": None}
+# An image folder's defaults, the original's: 108x108 crops (celebA's faces) drawn at 64x64.
+FOLDER_CROP, FOLDER_SIZE = 108, 64
 # z's width when --z_dim is not given: the original's 100, CS231N's 96.
 Z_DIMS = {"dcgan": 100, "mlp": 96, "cs231n": 96}
 
@@ -43,12 +51,18 @@ flags.DEFINE_float("learning_rate", 0.0002, "Adam learning rate, for both networ
 flags.DEFINE_float("beta1", 0.5, "Adam beta1 (momentum term), for both networks.", lower_bound=0.0, upper_bound=1.0)
 flags.DEFINE_integer("train_size", None, "Use at most this many training images (default: all).", lower_bound=1)
 flags.DEFINE_integer("batch_size", 64, "Images per batch.", lower_bound=1)
-flags.DEFINE_integer("input_height", None, "Height of the input images (MNIST: 28, the only size it has).", lower_bound=1)
-flags.DEFINE_integer("input_width", None, "Width of the input images (default: input_height).", lower_bound=1)
-flags.DEFINE_integer("output_height", None, "Height of the generated images (MNIST: 28).", lower_bound=4)
+flags.DEFINE_integer("input_height", None, f"With --crop: height of the centre crop taken from each image of a "
+                     f"folder (default {FOLDER_CROP}, the original's for celebA).", lower_bound=1)
+flags.DEFINE_integer("input_width", None, "With --crop: width of the crop (default: input_height).", lower_bound=1)
+flags.DEFINE_integer("output_height", None, f"Height of the generated images (MNIST: 28; image folders: default "
+                     f"{FOLDER_SIZE}).", lower_bound=4)
 flags.DEFINE_integer("output_width", None, "Width of the generated images (default: output_height).", lower_bound=4)
-flags.DEFINE_string("dataset", "mnist", f"Dataset: one of {', '.join(MNIST_LIKE)}, read from "
-                    "<data_dir>/<dataset>/ (the four IDX files, raw or .gz) or else through tensorflow-datasets.")
+flags.DEFINE_string("dataset", "mnist", f"{' or '.join(MNIST_LIKE)}, read from <data_dir>/<dataset>/ (the four IDX "
+                    "files, raw or .gz) or else through tensorflow-datasets; any other name is the folder of images "
+                    "<data_dir>/<dataset>/ (unconditional; with one sub-folder per class, conditional).")
+flags.DEFINE_string("input_fname_pattern", "*.jpg", "Image folders: the files to train on (glob pattern).")
+flags.DEFINE_enum("c_dim", None, ["1", "3"], "Image folders: colour channels, 1 (grayscale) or 3 (RGB); default 1 "
+                  "if every image is grayscale, else 3. Transparent pixels are composited onto white.")
 flags.DEFINE_string("data_dir", "./data", "Folder that holds one sub-folder per dataset.")
 flags.DEFINE_string("checkpoint_dir", "checkpoints", "Checkpoints go to <checkpoint_dir>/<out_name>/.")
 flags.DEFINE_string("sample_dir", "samples", "Sample grids go to <sample_dir>/<out_name>/.")
@@ -56,7 +70,8 @@ flags.DEFINE_string("tensorboard_dir", "logs", "TensorBoard logs go to <tensorbo
 flags.DEFINE_string("export_dir", "export", "SavedModels go to <export_dir>/<out_name>/<step>/.")
 flags.DEFINE_string("out_name", "", "Name of this run's folders (default: <dataset>_<batch>_<height>_<width>).")
 flags.DEFINE_boolean("train", False, "Train (continuing from the latest checkpoint of the run, if any).")
-flags.DEFINE_boolean("crop", False, "Center-crop inputs (kept from the original; MNIST needs no crop).")
+flags.DEFINE_boolean("crop", False, "Image folders: centre-crop input_height x input_width, then resize to the "
+                     "output size (without it the whole image is resized). MNIST needs no crop.")
 flags.DEFINE_boolean("generate", False, "Write a grid of the digits in --labels, --n_per_label of each (one "
                      "column per label, one z per row), from the latest checkpoint or --from_savedmodel.")
 flags.DEFINE_string("labels", "all", "With --generate: comma-separated class labels, e.g. 3,1,4, or 'all'.")
@@ -78,7 +93,14 @@ flags.DEFINE_boolean("retrain_classifier", False, "With --eval or --eval_freq: s
                      "on this machine and data (cached in <checkpoint_dir>/classifier) instead of the shipped MNIST "
                      "classifier, whose figures compare across machines. Datasets other than mnist always do.")
 flags.DEFINE_integer("eval_freq", 0, "While training, evaluate every this many steps (0: never).", lower_bound=0)
-flags.DEFINE_boolean("visualize", False, "Write a GIF walking the latent space, every class side by side.")
+flags.DEFINE_boolean("visualize", False, "Write pictures of the latent space to <sample_dir>/<run>/visualize/, "
+                     "as --visualize_option says.")
+flags.DEFINE_enum("visualize_option", "1", ["0", "1", "2", "3", "4"], "With --visualize, as the original: 0 a grid "
+                  "of random samples; 1 a grid per z dimension sweeping it, the rest fixed; 2 GIFs sweeping random "
+                  "dimensions; 3 a GIF per dimension from z = 0; 4 those merged in one GIF. Conditional runs also "
+                  "get a class x z-interpolation sheet.")
+flags.DEFINE_boolean("plot", False, "Write the run's loss curves (from its TensorBoard logs) and a real vs fake "
+                     "figure (also written when training ends).")
 flags.DEFINE_boolean("export", False, "Write a SavedModel for TensorFlow Serving (after training with --train).")
 flags.DEFINE_integer("max_to_keep", 1, "Checkpoints to keep.", lower_bound=1)
 flags.DEFINE_integer("sample_freq", 200, "Write a sample grid every this many steps.", lower_bound=1)
@@ -117,9 +139,16 @@ def _mnist_sizes(f):
     return f["dataset"] not in MNIST_LIKE or all(s in (None, MNIST_LIKE[f["dataset"]]) for s in sizes)
 
 
-@flags.validator("dataset", message=f"unknown dataset: use one of {', '.join(MNIST_LIKE)}")
-def _known_dataset(name):
-    return name in MNIST_LIKE
+@flags.validator("dataset", message="--dataset must be mnist, fashion_mnist or a folder name inside --data_dir")
+def _dataset_name(name):
+    return bool(name) and os.path.basename(name) == name and name not in (".", "..")
+
+
+@flags.multi_flags_validator(["dataset", "eval", "eval_freq", "eval_savedmodel"],
+                             message="--eval and --eval_freq score with an MNIST classifier: they apply to "
+                                     f"{' and '.join(MNIST_LIKE)} runs only")
+def _evaluable(f):
+    return f["dataset"] in MNIST_LIKE or not (f["eval"] or f["eval_freq"] or f["eval_savedmodel"])
 
 
 @flags.validator("out_name", message="--out_name must be a plain folder name (no '/', '..' or leading '.')")
@@ -127,19 +156,42 @@ def _plain_name(name):
     return name == "" or (os.path.basename(name) == name and not name.startswith(".") and "\\" not in name)
 
 
-@flags.validator("labels", message=f"--labels must be 'all' or comma-separated integers in 0..{NUM_CLASSES - 1}")
-def _valid_labels(text):
-    return parse_labels(text) is not None
+@flags.multi_flags_validator(["dataset", "labels"],
+                             message=f"--labels must be 'all' or comma-separated integers in 0..{NUM_CLASSES - 1}")
+def _valid_labels(f):
+    return f["dataset"] not in MNIST_LIKE or parse_labels(f["labels"], digit_names(NUM_CLASSES)) is not None
 
 
-def parse_labels(text):
+def digit_names(n):
+    return [str(k) for k in range(n)]
+
+
+def parse_labels(text, class_names):
+    """Class indices from 'all' or comma-separated class names or indices; None if one is not a class."""
     if text.strip() == "all":
-        return list(range(NUM_CLASSES))
-    try:
-        labels = [int(part) for part in text.split(",")]
-    except ValueError:
+        return list(range(len(class_names)))
+    labels = []
+    for part in (p.strip() for p in text.split(",")):
+        if part in class_names:
+            labels.append(class_names.index(part))
+        elif part.isdigit() and int(part) < len(class_names):
+            labels.append(int(part))
+        else:
+            return None
+    return labels
+
+
+def labels_asked(class_names):
+    """--labels as class indices for a conditional model; None for an unconditional one."""
+    if not class_names:
+        if FLAGS["labels"].present:
+            raise DCGANError("this model is unconditional (its images have no classes): leave --labels out")
         return None
-    return labels if all(0 <= k < NUM_CLASSES for k in labels) else None
+    labels = parse_labels(FLAGS.labels, class_names)
+    if labels is None:
+        raise DCGANError(f"--labels must be 'all' or comma-separated classes of this model: {', '.join(class_names)} "
+                         f"(or their indices 0..{len(class_names) - 1})")
+    return labels
 
 
 @flags.multi_flags_validator(["train_size", "batch_size"], message="--train_size must be at least --batch_size")
@@ -148,12 +200,27 @@ def _enough_images(f):
 
 
 def run_config():
-    """The run's settings that must stay fixed across resumes (see RUN_FLAGS)."""
-    size = MNIST_LIKE[FLAGS.dataset]
+    """The run's settings that must stay fixed across resumes (see RUN_FLAGS). An image folder's channels
+    and classes (c_dim, y_dim, class_names) are None until its images are read."""
     config = {name: getattr(FLAGS, name, None) for name in RUN_FLAGS}
-    config.update(output_height=size, output_width=size, c_dim=1, y_dim=NUM_CLASSES,
-                  z_dim=FLAGS.z_dim or Z_DIMS[FLAGS.arch])
+    config["z_dim"] = FLAGS.z_dim or Z_DIMS[FLAGS.arch]
+    if FLAGS.dataset in MNIST_LIKE:
+        size = MNIST_LIKE[FLAGS.dataset]
+        config.update(output_height=size, output_width=size, c_dim=1, y_dim=NUM_CLASSES,
+                      **{name: RUN_DEFAULTS[name] for name in ("input_fname_pattern", "crop", "input_height",
+                                                                "input_width")})
+        return config
+    height = FLAGS.output_height or FOLDER_SIZE
+    crop_height = FLAGS.input_height or FOLDER_CROP
+    config.update(output_height=height, output_width=FLAGS.output_width or height, input_height=crop_height,
+                  input_width=FLAGS.input_width or crop_height, c_dim=FLAGS.c_dim and int(FLAGS.c_dim),
+                  y_dim=None, class_names=None)
     return config
+
+
+def class_names(config):
+    """The run's class names ([] when unconditional); MNIST runs' are its digits."""
+    return config.get("class_names") or digit_names(config["y_dim"])
 
 
 def run_name(config):
@@ -283,32 +350,76 @@ def first_line(error):
     return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
+UNCONDITIONAL_COLUMNS = 8
+
+
 def fixed_samples(config, z_dim, rows=10):
-    """Sample inputs for grids: one z per row, one class per column (labels as integers)."""
+    """Sample inputs for grids: one z per row and one class per column (labels as integers), or for an
+    unconditional run a z per image (labels None)."""
     rng = np.random.default_rng(config["seed"])
+    y_dim = config["y_dim"]
+    if not y_dim:
+        return rng.uniform(-1, 1, (rows * UNCONDITIONAL_COLUMNS, z_dim)).astype(np.float32), None
     z = rng.uniform(-1, 1, (rows, z_dim)).astype(np.float32)
-    return np.repeat(z, NUM_CLASSES, axis=0), np.tile(np.arange(NUM_CLASSES), rows)
+    return np.repeat(z, y_dim, axis=0), np.tile(np.arange(y_dim), rows)
 
 
 def sample_grid(dcgan, z, labels):
     images = dcgan.sample(z, labels).numpy()
-    return utils.make_grid(images, len(images) // NUM_CLASSES, NUM_CLASSES)
+    columns = dcgan.y_dim or UNCONDITIONAL_COLUMNS
+    return utils.make_grid(images, len(images) // columns, columns)
 
 
-def load_training_images(config):
-    """The run's training images and labels, in an order fixed by its seed, at most --train_size."""
-    # An explicit --data_dir means "use my files": no download attempt when they are missing.
-    images, labels = utils.load_labelled_images(FLAGS.dataset, FLAGS.data_dir,
-                                                download=not FLAGS["data_dir"].present)
-    order = np.random.default_rng(config["seed"]).permutation(len(images))[:FLAGS.train_size]
-    if len(order) < FLAGS.batch_size:
-        raise DCGANError(f"{len(order)} images are fewer than one batch of {FLAGS.batch_size}")
-    return images[order], labels[order]
+def load_training_data(config, limit=None):
+    """The run's training images (uint8 [N, H, W, C]) and labels (None when unconditional), in an order
+    fixed by its seed, at most --train_size, or the first limit of them (then fewer than a batch is
+    fine). Reading a new image folder settles the run's c_dim, y_dim and class_names."""
+    count, at_least = (limit, 0) if limit else (FLAGS.train_size, FLAGS.batch_size)
+    if FLAGS.dataset in MNIST_LIKE:
+        # An explicit --data_dir means "use my files": no download attempt when they are missing.
+        images, labels = utils.load_labelled_images(FLAGS.dataset, FLAGS.data_dir,
+                                                    download=not FLAGS["data_dir"].present)
+        order = np.random.default_rng(config["seed"]).permutation(len(images))[:count]
+        images, labels = images[order, ..., None], labels[order]
+    else:
+        images, labels = load_image_folder(config, count, at_least)
+    check_count(len(images), at_least)
+    return images, labels
 
 
-def train(dcgan, manager, run):
+def check_count(n, at_least):
+    if n < at_least:
+        raise DCGANError(f"{n} images are fewer than one batch of {at_least}")
+
+
+def load_image_folder(config, limit, at_least):
+    from model import generator_class
+    folder = os.path.join(FLAGS.data_dir, config["dataset"])
+    paths, labels, names = utils.list_image_folder(folder, config["input_fname_pattern"])
+    if config["class_names"] is not None and (names or []) != config["class_names"]:
+        raise DCGANError(f"the classes in {folder} ({', '.join(names or ['none'])}) are not the run's "
+                         f"({', '.join(config['class_names']) or 'none'}): use another --out_name")
+    try:  # before the long part: a size the networks cannot draw
+        generator_class(config["arch"], len(names or [])).check_size(config["output_height"], config["output_width"])
+    except ValueError as e:
+        raise DCGANError(f"--arch {config['arch']}{' (conditional)' if names else ''}: {e}") from None
+    order = np.random.default_rng(config["seed"]).permutation(len(paths))[:limit]
+    check_count(len(order), at_least)  # before reading them
+    paths = [paths[i] for i in order]
+    crop = (config["input_height"], config["input_width"]) if config["crop"] else None
+    started = time.perf_counter()
+    images, kept = utils.read_images(paths, (config["output_height"], config["output_width"]), crop,
+                                     config["c_dim"])
+    print(f"Read {len(images)} images of {folder} as {'x'.join(map(str, images.shape[1:]))} "
+          f"in {time.perf_counter() - started:.1f} s")
+    if config["class_names"] is None:
+        config.update(c_dim=images.shape[-1], y_dim=len(names or []), class_names=names or [])
+    return images, None if labels is None else labels[order][kept]
+
+
+def train(dcgan, manager, run, data):
     import tensorflow as tf
-    images, labels = load_training_images(run.config)
+    images, labels = data
     steps_per_epoch = len(images) // FLAGS.batch_size
     total = FLAGS.epoch * steps_per_epoch
     start = int(dcgan.step)
@@ -317,7 +428,7 @@ def train(dcgan, manager, run):
         print(f"Run '{run.name}' already trained {start} steps ({FLAGS.epoch} epochs); raise --epoch to go on.")
         return
     print(f"Training on {len(images)} images, {steps_per_epoch} steps per epoch, steps {start}..{total}")
-    batches = iter(utils.shuffled_batches(images, labels, FLAGS.batch_size, NUM_CLASSES,
+    batches = iter(utils.shuffled_batches(images, labels, FLAGS.batch_size, dcgan.y_dim,
                                           run.config["seed"], start))
     train_step = tf.function(dcgan.train_step)
     sample_z, sample_y = fixed_samples(run.config, dcgan.z_dim)
@@ -325,23 +436,26 @@ def train(dcgan, manager, run):
     progress = utils.Progress(total, start)
     reference = load_eval_reference() if FLAGS.eval_freq else None
     quality = ""
+    waited, started = 0.0, time.perf_counter()  # time the loop waited for input: the pipeline keeps up?
     with tf.summary.create_file_writer(run.logs).as_default(), utils.StopSignals() as stop:
         for step in range(start + 1, total + 1):
-            x, y = next(batches)
-            logs = {k: float(v) for k, v in train_step((x, y)).items()}
+            before = time.perf_counter()
+            batch = next(batches)
+            waited += time.perf_counter() - before
+            logs = {k: float(v) for k, v in train_step(batch).items()}
             if not all(np.isfinite(list(logs.values()))):
                 kept = manager.latest_checkpoint or "none was written yet"
                 raise DCGANError(f"non-finite loss at step {step} ({format_logs(logs)}); nothing of this step "
                                  f"was saved, the last good checkpoint is kept: {kept}")
             for name, value in logs.items():
                 tf.summary.scalar(name, value, step=step)
-            epoch, batch = divmod(step - 1, steps_per_epoch)
+            epoch, batch_index = divmod(step - 1, steps_per_epoch)
             if reference and (step % FLAGS.eval_freq == 0 or step == total):
                 quality = log_quality(evaluate_model(dcgan, reference), step)
             progress.update(step, f"epoch {epoch + 1}/{FLAGS.epoch} {format_logs(logs)}{quality}",
                             force=bool(quality) and step % FLAGS.eval_freq == 0)
             if step % FLAGS.sample_freq == 0 or step == total:
-                write_samples(dcgan, run, sample_z, sample_y, x, y, step, f"train_{epoch:02d}_{batch:04d}.png")
+                write_samples(dcgan, run, sample_z, sample_y, batch, step, f"train_{epoch:02d}_{batch_index:04d}.png")
             if step % FLAGS.ckpt_freq == 0 or step == total or stop.signal:
                 save_checkpoint(manager, step)
             if stop.signal:
@@ -349,7 +463,9 @@ def train(dcgan, manager, run):
                 raise Stopped(stop.signal, f"stopped by {stop.signal.name} at step {step}; saved "
                                            f"{manager.latest_checkpoint}. Run the same command to resume.")
     progress.close()
-    print(f"Done: {total} steps. Checkpoint {manager.latest_checkpoint}, samples in {run.samples}")
+    print(f"Done: {total} steps. Checkpoint {manager.latest_checkpoint}, samples in {run.samples}. "
+          f"Waiting for input took {100 * waited / (time.perf_counter() - started):.1f} % of the time.")
+    write_plots(dcgan, run, batch)
 
 
 class Stopped(DCGANError):
@@ -373,11 +489,12 @@ def format_logs(logs):
     return " ".join(f"{label} {logs[key]:.3f}" for key, label in names.items() if key in logs)
 
 
-def write_samples(dcgan, run, z, labels, real_x, real_y, step, filename):
+def write_samples(dcgan, run, z, labels, batch, step, filename):
     import tensorflow as tf
     grid = sample_grid(dcgan, z, labels)
     utils.save_image(grid, os.path.join(run.samples, filename))
-    y = tf.one_hot(labels, NUM_CLASSES)
+    real_x, real_y = batch if dcgan.y_dim else (batch, None)
+    y = dcgan.one_hot(labels)
     tf.summary.histogram("z", z, step=step)
     tf.summary.histogram("d", tf.sigmoid(dcgan.discriminator(real_x, real_y, training=False)), step=step)
     tf.summary.histogram("d_", tf.sigmoid(dcgan.discriminator(dcgan.generator(z, y), y, training=False)),
@@ -386,26 +503,38 @@ def write_samples(dcgan, run, z, labels, real_x, real_y, step, filename):
         tf.summary.image("G", grid[None], step=step)
 
 
-def visualize(dcgan, run, rows=5, keyframes=5, frames_between=10):
-    """GIF that moves each row's z smoothly through random points, every class in its column."""
-    rng = np.random.default_rng(run.config["seed"] + 1)
-    points = rng.uniform(-1, 1, (keyframes + 1, rows, dcgan.z_dim)).astype(np.float32)
-    points[-1] = points[0]
-    frames = []
-    _, y = fixed_samples(run.config, dcgan.z_dim, rows)
-    for a, b in zip(points[:-1], points[1:]):
-        for t in np.linspace(0, 1, frames_between, endpoint=False):
-            z = np.repeat((1 - t) * a + t * b, NUM_CLASSES, axis=0)
-            frames.append(sample_grid(dcgan, z, y))
-    path = os.path.join(run.samples, "latent_walk.gif")
-    utils.save_gif(frames, path)
-    print(f"Wrote {path} ({len(frames)} frames)")
+def write_visualizations(dcgan, run):
+    import visualize
+    folder = os.path.join(run.samples, "visualize")
+    written = visualize.visualize(lambda z, labels: dcgan.sample(z, labels).numpy(), dcgan.z_dim, dcgan.z_dist,
+                                  dcgan.y_dim, int(FLAGS.visualize_option), folder, run.config["seed"])
+    print(f"Wrote {len(written)} files to {folder}")
+
+
+def write_plots(dcgan, run, batch):
+    """Loss curves from the run's TensorBoard logs (so a resumed run's are whole) and real vs fake."""
+    import visualize
+    real = batch[0] if dcgan.y_dim else batch
+    real_labels = np.argmax(batch[1], -1) if dcgan.y_dim else None
+    z = dcgan.sample_z(len(real))
+    fake = dcgan.sample(z, real_labels).numpy()
+    os.makedirs(run.samples, exist_ok=True)
+    paths = [visualize.plot_losses(run.logs, os.path.join(run.samples, "losses.png"), run.name),
+             visualize.plot_real_vs_fake(np.asarray(real), fake, os.path.join(run.samples, "real_vs_fake.png"))]
+    print(f"Wrote {', '.join(p for p in paths if p)}")
+
+
+def real_batch(dcgan, config):
+    """A batch of the run's training data, as the pipeline gives it, for the real vs fake figure."""
+    images, labels = load_training_data(config, limit=FLAGS.batch_size)
+    x = images.astype(np.float32) / 255.0
+    return (x, np.eye(dcgan.y_dim, dtype=np.float32)[labels]) if dcgan.y_dim else x
 
 
 def export(dcgan, run):
     from model import export_savedmodel
     step = int(dcgan.step)
-    path = export_savedmodel(dcgan, os.path.join(run.exports, str(step)), step)
+    path = export_savedmodel(dcgan, os.path.join(run.exports, str(step)), step, run.config.get("class_names") or ())
     print(f"Exported SavedModel to {path}")
     return path
 
@@ -418,7 +547,10 @@ def current_export(dcgan, run):
 
 def run_demo(path, eval_path):
     import demo
-    demo.serve(load_savedmodel(path), path, FLAGS.demo_host, FLAGS.demo_port, FLAGS.demo_max_images, eval_path)
+    model = load_savedmodel(path)
+    if not model.y_dim:
+        raise DCGANError(f"--demo draws the classes a visitor picks, and {path} is unconditional")
+    demo.serve(model, path, FLAGS.demo_host, FLAGS.demo_port, FLAGS.demo_max_images, eval_path)
 
 
 def load_savedmodel(path):
@@ -429,23 +561,31 @@ def load_savedmodel(path):
         raise DCGANError(str(e)) from None
 
 
-def write_generated(model, sample_dir):
-    """--generate: one grid (a column per label, a row per seed) and, if asked, one PNG per image."""
+def write_generated(model, labels, names, sample_dir):
+    """--generate: one grid (a column per label, a row per seed; an unconditional model's images in rows
+    of 8) and, if asked, one PNG per image. labels: from labels_asked(names), names the model's classes."""
     from model import generate
-    labels = parse_labels(FLAGS.labels)
     seed = FLAGS.seed if FLAGS.seed is not None else random.SystemRandom().randrange(2 ** 31)
-    images = generate(model, labels, n=FLAGS.n_per_label, seed=seed)
-    stem = f"generate_{'-'.join(map(str, labels))}_seed{seed}"
+    n = FLAGS.n_per_label
+    images = generate(model, labels, n=n, seed=seed)
+    shown = [names[k] for k in labels] if labels else []
+    stem = f"generate_{'-'.join(shown) + '_' if shown else ''}seed{seed}"
     os.makedirs(sample_dir, exist_ok=True)
     path = os.path.join(sample_dir, stem + ".png")
-    utils.save_image(utils.label_columns(images), path)
-    print(f"Wrote {path} ({len(labels)} labels x {FLAGS.n_per_label}, seed {seed})")
+    if labels:
+        grid = utils.label_columns(images)
+    else:
+        columns = min(n, UNCONDITIONAL_COLUMNS)
+        grid = utils.make_grid(utils.padded(images[0], columns), -(-n // columns), columns)
+    utils.save_image(grid, path)
+    print(f"Wrote {path} ({f'{len(labels)} labels x ' if labels else ''}{n} images, seed {seed})")
     if FLAGS.save_individual:
         folder = os.path.join(sample_dir, stem)
         os.makedirs(folder, exist_ok=True)
-        for label, row in zip(labels, images):
+        for name, row in zip(shown or [None], images):
             for j, image in enumerate(row):
-                utils.save_image(image, os.path.join(folder, f"label{label}_seed{seed + j}.png"))
+                prefix = f"label{name}_" if name is not None else ""
+                utils.save_image(image, os.path.join(folder, f"{prefix}seed{seed + j}.png"))
         print(f"Wrote {images.shape[0] * images.shape[1]} images to {folder}")
 
 
@@ -487,7 +627,9 @@ def main(argv):
     if len(argv) > 1:
         raise DCGANError(f"unexpected arguments: {' '.join(argv[1:])} (flags take the form --name=value)")
     if FLAGS.generate and FLAGS.from_savedmodel:
-        write_generated(load_savedmodel(FLAGS.from_savedmodel), os.path.join(FLAGS.sample_dir, run_name(run_config())))
+        exported = load_savedmodel(FLAGS.from_savedmodel)
+        names = exported.class_names if exported.y_dim else []
+        write_generated(exported, labels_asked(names), names, os.path.join(FLAGS.sample_dir, run_name(run_config())))
         return
     if FLAGS.demo and FLAGS.from_savedmodel:
         run_demo(FLAGS.from_savedmodel, os.path.join(FLAGS.sample_dir, run_name(run_config()), "eval.json"))
@@ -497,22 +639,30 @@ def main(argv):
         write_eval(exported, os.path.join(FLAGS.sample_dir, run_name(run_config())), exported.step)
         return
     run = Run(run_config())
+    # A new image folder run learns its channels and classes from its images.
+    data = load_training_data(run.config) if FLAGS.train else None
+    if run.config["y_dim"] is None:
+        raise DCGANError(f"no checkpoint in {run.checkpoints}: train first with --train")
+    names = class_names(run.config) if run.config["y_dim"] else []
+    labels = labels_asked(names) if FLAGS.generate else None
     dcgan = build_model(run.config)
     manager = checkpoint_manager(dcgan, run)
     restore(manager, required=not FLAGS.train)
     if FLAGS.train:
-        train(dcgan, manager, run)
+        train(dcgan, manager, run, data)
     if FLAGS.generate:
-        write_generated(dcgan, run.samples)
+        write_generated(dcgan, labels, names, run.samples)
     if FLAGS.eval:
         write_eval(dcgan, run.samples, int(dcgan.step))
-    if not (FLAGS.train or FLAGS.generate or FLAGS.eval or FLAGS.demo):
+    if not (FLAGS.train or FLAGS.generate or FLAGS.eval or FLAGS.demo or FLAGS.plot):
         os.makedirs(run.samples, exist_ok=True)
         path = os.path.join(run.samples, f"test_{int(dcgan.step):06d}.png")
         utils.save_image(sample_grid(dcgan, *fixed_samples(run.config, dcgan.z_dim)), path)
         print(f"Wrote {path}")
     if FLAGS.visualize:
-        visualize(dcgan, run)
+        write_visualizations(dcgan, run)
+    if FLAGS.plot and not FLAGS.train:
+        write_plots(dcgan, run, real_batch(dcgan, run.config))
     if FLAGS.export:
         export(dcgan, run)
     if FLAGS.demo:

@@ -1,8 +1,10 @@
-"""The DCGAN: class-conditional generators and discriminators and the training step.
+"""The DCGAN: generators and discriminators, with or without a class label, and the training step.
 
---arch dcgan is layer for layer the conditional (MNIST) branch of carpedm20's DCGAN-tensorflow;
-mlp and cs231n are Stanford CS231N's fully connected and convolutional GANs, conditioned the same way
-(the one-hot label concatenated to every layer's input).
+--arch dcgan is layer for layer carpedm20's DCGAN-tensorflow: its conditional (MNIST) branch when the
+data has labels, its unconditional 64x64 branch (celebA, image folders) when it has none. mlp and
+cs231n are Stanford CS231N's fully connected and convolutional GANs, conditioned the same way (the
+one-hot label concatenated to every layer's input) or not at all. A model without labels has y_dim 0
+and every label argument None.
 """
 import os
 import tempfile
@@ -12,7 +14,8 @@ import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
-from ops import SpectralNorm, batch_norm, concat, conv2d, conv_cond_concat, deconv2d, dense, linear, lrelu
+from ops import (SpectralNorm, batch_norm, concat, conv2d, conv_cond_concat, conv_out_size_same, deconv2d,
+                 deconv_to, dense, linear, lrelu)
 from utils import save_json, to_uint8
 
 # Grappler's remapper fails on the discriminator's lrelu gradient (it logs an error and falls back);
@@ -24,10 +27,18 @@ class Generator(keras.layers.Layer):
     """What every generator shares: its image size (the export reads it) and its pixel range."""
 
     signed_output = False  # True for a tanh output: images in [-1, 1] rather than [0, 1]
+    size_multiple = 1  # output sizes must be multiples of this (two exact 2x upsamplings: 4)
 
     def __init__(self, output_height=28, output_width=28, c_dim=1, **kwargs):
         super().__init__(**kwargs)
+        self.check_size(output_height, output_width)
         self.output_height, self.output_width, self.c_dim = output_height, output_width, c_dim
+
+    @classmethod
+    def check_size(cls, height, width):
+        if height % cls.size_multiple or width % cls.size_multiple:
+            raise ValueError(f"this generator draws sizes that are multiples of {cls.size_multiple}, "
+                             f"not {height}x{width}")
 
     def from_unit(self, images):
         """Real images in [0, 1] mapped into this generator's range."""
@@ -40,6 +51,8 @@ class Generator(keras.layers.Layer):
 
 class ConditionalGenerator(Generator):
     """(z, y) -> image in [0, 1]: two linear layers, then two 5x5 stride-2 deconvolutions."""
+
+    size_multiple = 4
 
     def __init__(self, output_height=28, output_width=28, c_dim=1, gf_dim=64, gfc_dim=1024, **kwargs):
         super().__init__(output_height, output_width, c_dim, **kwargs)
@@ -77,6 +90,49 @@ class ConditionalDiscriminator(keras.layers.Layer):
         return self.h3(concat(h, y))
 
 
+class UnconditionalGenerator(Generator):
+    """z -> image in [-1, 1], the original's y_dim=None branch: linear to (H/16) x (W/16) x gf_dim*8,
+    batch norm, ReLU, then 5x5 stride-2 deconvolutions to gf_dim*4, *2, *1 and c_dim channels with
+    batch norm and ReLU between, tanh out. Sizes halve rounding up (conv_out_size_same), so any
+    output size works: 28 goes 2 -> 4 -> 7 -> 14 -> 28."""
+
+    signed_output = True
+
+    def __init__(self, output_height=64, output_width=64, c_dim=3, gf_dim=64, **kwargs):
+        super().__init__(output_height, output_width, c_dim, **kwargs)
+        sizes = [(output_height, output_width)]
+        for _ in range(4):
+            sizes.append(tuple(conv_out_size_same(s) for s in sizes[-1]))
+        self.start = (*sizes[4], gf_dim * 8)
+        self.h0, self.bn0 = linear(int(np.prod(self.start)), "g_h0_lin"), batch_norm("g_bn0")
+        filters = (gf_dim * 4, gf_dim * 2, gf_dim, c_dim)
+        self.deconvs = [deconv_to(h, w, f, f"g_h{i}") for i, ((h, w), f) in enumerate(zip(sizes[3::-1], filters), 1)]
+        self.bns = [batch_norm(f"g_bn{i}") for i in (1, 2, 3)]
+
+    def call(self, z, y=None, training=False):
+        h = ops.relu(self.bn0(ops.reshape(self.h0(z), (-1, *self.start)), training=training))
+        for deconv, bn in zip(self.deconvs, self.bns):
+            h = ops.relu(bn(deconv(h), training=training))
+        return ops.tanh(self.deconvs[-1](h))
+
+
+class UnconditionalDiscriminator(keras.layers.Layer):
+    """image -> one logit, the original's y_dim=None branch: 5x5 stride-2 convolutions to df_dim, *2, *4
+    and *8 channels, leaky ReLU, batch norm after all but the first, then linear to 1."""
+
+    def __init__(self, df_dim=64, spectral_norm=False, **kwargs):
+        super().__init__(**kwargs)
+        self.convs = [conv2d(df_dim * m, f"d_h{i}_conv", spectral_norm) for i, m in enumerate((1, 2, 4, 8))]
+        self.bns = [batch_norm(f"d_bn{i}", not spectral_norm) for i in (1, 2, 3)]
+        self.h4 = linear(1, "d_h4_lin", spectral_norm)
+
+    def call(self, x, y=None, training=False):
+        h = lrelu(self.convs[0](x))
+        for conv, bn in zip(self.convs[1:], self.bns):
+            h = lrelu(bn(conv(h), training=training))
+        return self.h4(ops.reshape(h, (ops.shape(h)[0], -1)))
+
+
 class MLPGenerator(Generator):
     """CS231N's fully connected G: (z, y) -> 1024 -> ReLU -> 1024 -> ReLU -> H*W*C -> tanh."""
 
@@ -87,7 +143,7 @@ class MLPGenerator(Generator):
         self.h0, self.h1 = dense(1024, "g_h0_lin"), dense(1024, "g_h1_lin")
         self.h2 = dense(output_height * output_width * c_dim, "g_h2_lin")
 
-    def call(self, z, y, training=False):
+    def call(self, z, y=None, training=False):
         h = ops.relu(self.h0(concat(z, y)))
         h = ops.relu(self.h1(concat(h, y)))
         h = ops.tanh(self.h2(concat(h, y)))
@@ -102,7 +158,7 @@ class MLPDiscriminator(keras.layers.Layer):
         self.h0, self.h1 = dense(256, "d_h0_lin", spectral_norm), dense(256, "d_h1_lin", spectral_norm)
         self.h2 = dense(1, "d_h2_lin", spectral_norm)
 
-    def call(self, x, y, training=False):
+    def call(self, x, y=None, training=False):
         h = ops.reshape(x, (ops.shape(x)[0], -1))
         h = lrelu(self.h0(concat(h, y)), 0.01)
         h = lrelu(self.h1(concat(h, y)), 0.01)
@@ -114,6 +170,7 @@ class CS231NGenerator(Generator):
     -> BN -> 4x4 stride-2 deconv 64 -> ReLU -> BN -> 4x4 stride-2 deconv C -> tanh."""
 
     signed_output = True
+    size_multiple = 4
 
     def __init__(self, output_height=28, output_width=28, c_dim=1, **kwargs):
         super().__init__(output_height, output_width, c_dim, **kwargs)
@@ -124,7 +181,7 @@ class CS231NGenerator(Generator):
         self.h2, self.bn2 = deconv2d(64, "g_h2", **deconv), batch_norm("g_bn2")
         self.h3 = deconv2d(c_dim, "g_h3", **deconv)
 
-    def call(self, z, y, training=False):
+    def call(self, z, y=None, training=False):
         h = self.bn0(ops.relu(self.h0(concat(z, y))), training=training)
         h = self.bn1(ops.relu(self.h1(concat(h, y))), training=training)
         h = ops.reshape(h, (-1, self.s_h4, self.s_w4, 128))
@@ -144,7 +201,7 @@ class CS231NDiscriminator(keras.layers.Layer):
         self.pool = layers.MaxPooling2D(2)
         self.h2, self.h3 = dense(4 * 4 * 64, "d_h2_lin", spectral_norm), dense(1, "d_h3_lin", spectral_norm)
 
-    def call(self, x, y, training=False):
+    def call(self, x, y=None, training=False):
         h = self.pool(lrelu(self.h0(conv_cond_concat(x, y)), 0.01))
         h = self.pool(lrelu(self.h1(conv_cond_concat(h, y)), 0.01))
         h = ops.reshape(h, (ops.shape(h)[0], -1))
@@ -152,11 +209,20 @@ class CS231NDiscriminator(keras.layers.Layer):
         return self.h3(concat(h, y))
 
 
-def networks(arch, output_height, output_width, c_dim, y_dim, gf_dim, df_dim, gfc_dim, dfc_dim, spectral_norm):
-    """(generator, discriminator) of --arch; only dcgan has the width flags."""
+def generator_class(arch, y_dim):
     if arch == "dcgan":
+        return ConditionalGenerator if y_dim else UnconditionalGenerator
+    return {"mlp": MLPGenerator, "cs231n": CS231NGenerator}[arch]
+
+
+def networks(arch, output_height, output_width, c_dim, y_dim, gf_dim, df_dim, gfc_dim, dfc_dim, spectral_norm):
+    """(generator, discriminator) of --arch, conditional when y_dim > 0; only dcgan has the width flags."""
+    if arch == "dcgan" and y_dim:
         return (ConditionalGenerator(output_height, output_width, c_dim, gf_dim, gfc_dim, name="generator"),
                 ConditionalDiscriminator(c_dim, y_dim, df_dim, dfc_dim, spectral_norm, name="discriminator"))
+    if arch == "dcgan":
+        return (UnconditionalGenerator(output_height, output_width, c_dim, gf_dim, name="generator"),
+                UnconditionalDiscriminator(df_dim, spectral_norm, name="discriminator"))
     generator, discriminator = {"mlp": (MLPGenerator, MLPDiscriminator),
                                 "cs231n": (CS231NGenerator, CS231NDiscriminator)}[arch]
     return (generator(output_height, output_width, c_dim, name="generator"),
@@ -227,8 +293,9 @@ class DCGAN(keras.Model):
         self.generator, self.discriminator = networks(arch, output_height, output_width, c_dim, y_dim, gf_dim,
                                                       df_dim, gfc_dim, dfc_dim, spectral_norm)
         self.noise = tf.random.Generator.from_seed(seed)
-        self.generator(ops.zeros((1, z_dim)), ops.zeros((1, y_dim)))
-        self.discriminator(ops.zeros((1, output_height, output_width, c_dim)), ops.zeros((1, y_dim)))
+        y = self.one_hot(ops.zeros((1,), "int32"))
+        self.generator(ops.zeros((1, z_dim)), y)
+        self.discriminator(ops.zeros((1, output_height, output_width, c_dim)), y)
         self.spectral_layers = [l for l in self.discriminator._flatten_layers() if isinstance(l, SpectralNorm)]
         self.average = WeightAverage(self.generator, ema_decay) if ema_decay else None
         self.sample_average = True  # False: sample with the raw weights even when there is an average
@@ -244,6 +311,10 @@ class DCGAN(keras.Model):
     def step(self):
         return self.d_optimizer.iterations
 
+    def one_hot(self, label):
+        """The label as the networks take it: one-hot, or None for an unconditional model."""
+        return tf.one_hot(label, self.y_dim) if self.y_dim else None
+
     def sample_z(self, n):
         shape = tf.stack([n, self.z_dim])
         if self.z_dist == "normal":
@@ -257,11 +328,11 @@ class DCGAN(keras.Model):
             return self.average.trainable, self.average.non_trainable
         return self.generator.trainable_variables, self.generator.non_trainable_variables
 
-    def sample(self, z, label, weights=None):
-        """Images in [0, 1] for z [N, z_dim] and integer labels [N], batch-norm in inference mode,
-        drawn with weights (trainable, non-trainable), by default sampling_weights()."""
+    def sample(self, z, label=None, weights=None):
+        """Images in [0, 1] for z [N, z_dim] and integer labels [N] (None when unconditional), batch-norm
+        in inference mode, drawn with weights (trainable, non-trainable), by default sampling_weights()."""
         trainable, non_trainable = weights or self.sampling_weights()
-        images, _ = self.generator.stateless_call(trainable, non_trainable, z, tf.one_hot(label, self.y_dim),
+        images, _ = self.generator.stateless_call(trainable, non_trainable, z, self.one_hot(label),
                                                   training=False)
         return self.generator.to_unit(images)
 
@@ -270,7 +341,7 @@ class DCGAN(keras.Model):
         return self.generator(z, y, training=training)
 
     def train_step(self, data):
-        x, y = data
+        x, y = data if self.y_dim else (data, None)  # (images, one-hot labels), or images alone
         x = self.generator.from_unit(x)
         z = self.sample_z(tf.shape(x)[0])
         with tf.GradientTape() as g_tape:
@@ -323,10 +394,11 @@ class ServingModule(tf.Module):
 
     serving_default(z, label) -> images; generate(label, seed) -> images, with z drawn in the graph;
     generate_png(label, seed) -> png_bytes (TF Serving's REST API base64-encodes '_bytes' outputs);
-    config() -> the model's sizes, z distribution and training step.
+    config() -> the model's sizes, z distribution, class names and training step. An unconditional
+    model's signatures take no label: serving_default(z), generate(seed), generate_png(seed).
     """
 
-    def __init__(self, dcgan, step):
+    def __init__(self, dcgan, step, class_names=()):
         super().__init__()
         # Keras 3 names every tf.Variable of a nested layer after the outer layer only
         # ('generator/kernel' for all kernels), and session-based loaders (TF Serving,
@@ -340,34 +412,41 @@ class ServingModule(tf.Module):
         self.non_trainable_weights = [tf.Variable(tf.identity(value), name=w.path, trainable=False)
                                       for w, value in zip(dcgan.generator.non_trainable_variables, non_trainable)]
         self.z_dim, self.y_dim, self.z_dist = dcgan.z_dim, dcgan.y_dim, dcgan.z_dist
+        self.class_names = list(class_names) or [str(k) for k in range(self.y_dim)]  # MNIST's: the digits
         self.constants = {"z_dim": dcgan.z_dim, "y_dim": dcgan.y_dim, "step": step,
                           "height": dcgan.generator.output_height, "width": dcgan.generator.output_width,
                           "channels": dcgan.generator.c_dim}
         label = tf.TensorSpec([None], tf.int32, name="label")
         seed = tf.TensorSpec([None], tf.int64, name="seed")
-        self.serve = tf.function(self._serve, input_signature=[
-            tf.TensorSpec([None, dcgan.z_dim], tf.float32, name="z"), label])
-        self.generate = tf.function(self._generate, input_signature=[label, seed])
-        self.generate_png = tf.function(self._generate_png, input_signature=[label, seed])
+        z = tf.TensorSpec([None, dcgan.z_dim], tf.float32, name="z")
+        if self.y_dim:
+            self.serve = tf.function(self._serve, input_signature=[z, label])
+            self.generate = tf.function(self._generate, input_signature=[label, seed])
+            self.generate_png = tf.function(self._generate_png, input_signature=[label, seed])
+        else:
+            self.serve = tf.function(lambda z: self._serve(z, None), input_signature=[z])
+            self.generate = tf.function(lambda seed: self._generate(None, seed), input_signature=[seed])
+            self.generate_png = tf.function(lambda seed: self._generate_png(None, seed), input_signature=[seed])
         self.config = tf.function(self._config, input_signature=[])
 
     def sample(self, z, label):
         return self._sample(z, label, (self.trainable_weights, self.non_trainable_weights))
 
     def checked(self, label, other):
-        """label and the other input, passed on only once they make a valid request."""
-        y_dim = self.y_dim
-        checks = [
-            tf.debugging.assert_equal(tf.shape(other)[0], tf.shape(label)[0],
-                                      message="every input must have the same batch size as label"),
-            tf.debugging.assert_non_negative(label, message=f"label must be in 0..{y_dim - 1}"),
-            tf.debugging.assert_less(label, y_dim, message=f"label must be in 0..{y_dim - 1}"),
-        ]
+        """label (None when unconditional) and the other input, passed on only once they make a valid request."""
+        y_dim, checks = self.y_dim, []
+        if label is not None:
+            checks += [
+                tf.debugging.assert_equal(tf.shape(other)[0], tf.shape(label)[0],
+                                          message="every input must have the same batch size as label"),
+                tf.debugging.assert_non_negative(label, message=f"label must be in 0..{y_dim - 1}"),
+                tf.debugging.assert_less(label, y_dim, message=f"label must be in 0..{y_dim - 1}"),
+            ]
         if other.dtype == tf.float32:
             checks.append(tf.debugging.assert_equal(tf.shape(other)[1:], [self.z_dim],
                                                     message=f"z must have shape [batch, {self.z_dim}]"))
         with tf.control_dependencies(checks):
-            return tf.identity(label), tf.identity(other)
+            return (None if label is None else tf.identity(label)), tf.identity(other)
 
     def _serve(self, z, label):
         label, z = self.checked(label, z)
@@ -383,21 +462,22 @@ class ServingModule(tf.Module):
 
     def _config(self):
         constants = {k: tf.constant(v, tf.int64) for k, v in self.constants.items()}
-        return {**constants, "z_dist": tf.constant(self.z_dist)}
+        return {**constants, "z_dist": tf.constant(self.z_dist),
+                "class_names": tf.constant(self.class_names, tf.string, shape=[len(self.class_names)])}
 
 
-def export_savedmodel(dcgan, path, step=0):
+def export_savedmodel(dcgan, path, step=0, class_names=()):
     """Writes a SavedModel at path (TF Serving's <base>/<version> layout), published only when complete.
 
     Its assets/config.json repeats what the config signature returns, for readers without TF.
     """
-    module = ServingModule(dcgan, step)
+    module = ServingModule(dcgan, step, class_names)
     tmp = path + ".tmp"
     if tf.io.gfile.exists(tmp):
         tf.io.gfile.rmtree(tmp)
     with tempfile.TemporaryDirectory() as scratch:
         config_path = os.path.join(scratch, "config.json")
-        save_json({**module.constants, "z_dist": module.z_dist}, config_path)
+        save_json({**module.constants, "z_dist": module.z_dist, "class_names": module.class_names}, config_path)
         module.config_file = tf.saved_model.Asset(config_path)
         signatures = {"serving_default": module.serve, "generate": module.generate,
                       "generate_png": module.generate_png, "config": module.config}
@@ -421,25 +501,37 @@ class ExportedGenerator:
         config = {k: v.numpy() for k, v in self.module.config().items()}
         self.z_dim, self.y_dim, self.step = int(config["z_dim"]), int(config["y_dim"]), int(config["step"])
         self.z_dist = config["z_dist"].decode()
+        # Exports from before class names were stored are MNIST-like: their classes are the digits.
+        names = [name.decode() for name in config.get("class_names", [])]
+        self.class_names = names or [str(k) for k in range(self.y_dim)]
 
-    def sample(self, z, label):
-        return self.module.serve(tf.convert_to_tensor(z, tf.float32), tf.convert_to_tensor(label, tf.int32))["images"]
+    def sample(self, z, label=None):
+        z = tf.convert_to_tensor(z, tf.float32)
+        if label is None:
+            return self.module.serve(z)["images"]
+        return self.module.serve(z, tf.convert_to_tensor(label, tf.int32))["images"]
 
 
 def generate(model, labels, n=1, seed=0, z=None):
-    """uint8 images [len(labels), n, H, W, C]: n per label, image j of every label from the same z.
+    """uint8 images [len(labels), n, H, W, C]: n per label, image j of every label from the same z;
+    for an unconditional model labels is None and the result [1, n, H, W, C].
 
     model is a DCGAN or an ExportedGenerator. Image j uses seed + j (the z that the SavedModel's
     generate signature draws for that seed), unless z [n, z_dim] is given.
     """
-    labels = np.asarray(labels, np.int32).reshape(-1)
-    if labels.size == 0 or labels.min() < 0 or labels.max() >= model.y_dim:
-        raise ValueError(f"labels must be a non-empty list of integers in 0..{model.y_dim - 1}")
+    if (labels is None) != (model.y_dim == 0):
+        raise ValueError("this model is conditional: give labels" if model.y_dim else
+                         "this model is unconditional: it takes no labels")
+    if labels is not None:
+        labels = np.asarray(labels, np.int32).reshape(-1)
+        if labels.size == 0 or labels.min() < 0 or labels.max() >= model.y_dim:
+            raise ValueError(f"labels must be a non-empty list of integers in 0..{model.y_dim - 1}")
     if z is None:
         z = z_from_seeds(seed + np.arange(n, dtype=np.int64), model.z_dim, model.z_dist)
     z = np.asarray(z, np.float32)
     if z.shape != (n, model.z_dim):
         raise ValueError(f"z must have shape ({n}, {model.z_dim}), not {z.shape}")
-    images = model.sample(np.tile(z, (len(labels), 1)), np.repeat(labels, n))
+    rows = 1 if labels is None else len(labels)
+    images = model.sample(np.tile(z, (rows, 1)), None if labels is None else np.repeat(labels, n))
     images = to_uint8(images)
-    return images.reshape(len(labels), n, *images.shape[1:])
+    return images.reshape(rows, n, *images.shape[1:])

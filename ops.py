@@ -87,10 +87,25 @@ def lrelu(x, leak=0.2):
 
 
 def concat(*tensors):
-    return ops.concatenate(tensors, axis=-1)
+    """Joins along the last axis, leaving out None (the label of an unconditional model)."""
+    return ops.concatenate([t for t in tensors if t is not None], axis=-1)
 
 
 def conv_cond_concat(x, y):
-    """Appends the one-hot label y [N, Y] to every pixel of the feature map x [N, H, W, C]."""
+    """Appends the one-hot label y [N, Y] to every pixel of the feature map x [N, H, W, C] (x as it
+    is when y is None)."""
+    if y is None:
+        return x
     y_map = y[:, None, None, :] * ops.ones_like(x[..., :1])
     return concat(x, y_map)
+
+
+def conv_out_size_same(size, stride=2):
+    """The original's: the size a 'same' convolution of this stride gives, rounded up."""
+    return -(-size // stride)
+
+
+def deconv_to(height, width, filters, name):
+    """A 5x5 stride-2 deconvolution to height x width from conv_out_size_same of each: output padding
+    0 for an odd size, 1 for an even one, as TF1's conv2d_transpose with that output shape did."""
+    return deconv2d(filters, name, output_padding=(1 - height % 2, 1 - width % 2))

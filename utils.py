@@ -1,4 +1,6 @@
-"""Data loading, image grids and GIFs."""
+"""Data loading (MNIST's IDX files, tfds, image folders), image grids and GIFs."""
+import concurrent.futures
+import glob
 import gzip
 import json
 import os
@@ -126,22 +128,24 @@ def load_labelled_images(dataset, data_dir, download=True):
 
 
 def shuffled_batches(images, labels, batch_size, num_classes, seed, start_step=0):
-    """Endless tf.data stream of (x in [0,1] [B,H,W,1], one-hot y) batches, reshuffled each epoch.
+    """Endless tf.data stream of (x in [0,1] [B,H,W,C], one-hot y) batches, reshuffled each epoch;
+    batches of x alone when labels is None. images: uint8 [N,H,W,C].
 
     The order of epoch e depends only on (seed, e), so a run resumed at start_step sees exactly
     the batches it would have seen had it never stopped.
     """
     n = len(images)
     steps_per_epoch = n // batch_size
-    images, labels = tf.constant(images), tf.constant(labels, tf.int32)
+    images = tf.constant(images)
+    labels = None if labels is None else tf.constant(labels, tf.int32)
 
     def epoch_order(epoch):
         keys = tf.random.stateless_uniform([n], seed=tf.stack([tf.cast(seed, tf.int64), epoch]))
         return tf.data.Dataset.from_tensor_slices(tf.argsort(keys)).batch(batch_size, drop_remainder=True)
 
     def gather(index):
-        x = tf.cast(tf.gather(images, index), tf.float32)[..., None] / 255.0
-        return x, tf.one_hot(tf.gather(labels, index), num_classes)
+        x = tf.cast(tf.gather(images, index), tf.float32) / 255.0
+        return x if labels is None else (x, tf.one_hot(tf.gather(labels, index), num_classes))
 
     first_epoch = start_step // steps_per_epoch
     return (tf.data.Dataset.range(first_epoch, np.iinfo(np.int64).max)
@@ -149,6 +153,111 @@ def shuffled_batches(images, labels, batch_size, num_classes, seed, start_step=0
             .skip(start_step - first_epoch * steps_per_epoch)
             .map(gather, num_parallel_calls=tf.data.AUTOTUNE)
             .prefetch(tf.data.AUTOTUNE))
+
+
+# ---------------------------------------------------------------- image folders
+
+def list_image_folder(folder, pattern):
+    """(paths, labels, class_names) of the files in folder that match pattern; when none does, of those
+    in its sub-folders, one class per sub-folder (labels and class_names None for a single one)."""
+    if not os.path.isdir(folder):
+        raise DataError(f"there is no folder {folder}: --dataset is mnist, fashion_mnist or the name of a "
+                        f"folder of images inside --data_dir")
+    paths = matching_files(folder, pattern)
+    if paths:
+        return paths, None, None
+    subfolders = sorted(d for d in os.listdir(folder) if os.path.isdir(os.path.join(folder, d)))
+    per_class = {d: matching_files(os.path.join(folder, d), pattern) for d in subfolders}
+    per_class = {d: files for d, files in per_class.items() if files}
+    if not per_class:
+        raise DataError(f"no file in {folder} or its sub-folders matches --input_fname_pattern={pattern}")
+    if len(per_class) == 1:  # data/celebA/img_align_celeba/*.jpg: one folder of pictures, not a class
+        return next(iter(per_class.values())), None, None
+    class_names = list(per_class)
+    labels = np.concatenate([np.full(len(files), k, np.int32) for k, files in enumerate(per_class.values())])
+    return [p for files in per_class.values() for p in files], labels, class_names
+
+
+def matching_files(folder, pattern):
+    return sorted(p for p in glob.glob(os.path.join(glob.escape(folder), pattern)) if os.path.isfile(p))
+
+
+def read_image(path, size, crop=None):
+    """(uint8 RGB [H, W, 3], whether the file is grayscale) of one image file: centre-cropped to
+    crop (height, width) if given, then resized to size (height, width) bilinearly, as the original.
+    Transparent pixels are composited onto white."""
+    with Image.open(path) as image:
+        image.load()
+        grayscale = image.mode in ("1", "L", "LA", "I", "I;16", "F")
+        if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+            image = Image.alpha_composite(Image.new("RGBA", image.size, "white"), image.convert("RGBA"))
+        image = image.convert("RGB")
+    if crop:
+        (crop_h, crop_w), (w, h) = crop, image.size
+        if crop_h > h or crop_w > w:
+            raise CropError(f"{path} is {w}x{h} pixels, smaller than the {crop_w}x{crop_h} crop "
+                            f"(--input_width x --input_height)")
+        # int(round()) of Python 2, which the original ran on: halves round up.
+        top, left = int(np.floor((h - crop_h) / 2 + 0.5)), int(np.floor((w - crop_w) / 2 + 0.5))
+        image = image.crop((left, top, left + crop_w, top + crop_h))
+    image = image.resize((size[1], size[0]), Image.BILINEAR)
+    return np.asarray(image), grayscale
+
+
+class CropError(DataError):
+    pass
+
+
+def read_images(paths, size, crop=None, channels=None, workers=None):
+    """(uint8 [N, H, W, C], indices of the paths read) for image files, decoded in parallel threads
+    (Pillow releases the GIL while decoding and resizing). Unreadable files are skipped with a warning
+    that names them. channels 1 or 3; None: 1 if every file is grayscale, else 3."""
+    check_memory(len(paths) * size[0] * size[1] * 3, f"{len(paths)} images of {size[1]}x{size[0]}")
+    images, gray, kept, skipped = np.empty((len(paths), *size, 3), np.uint8), [], [], []
+    progress = Progress(len(paths))
+    pool = concurrent.futures.ThreadPoolExecutor(workers or os.cpu_count())
+    try:
+        results = pool.map(try_read_image, paths, [size] * len(paths), [crop] * len(paths))
+        for i, (path, result) in enumerate(zip(paths, results)):
+            if isinstance(result, str):
+                skipped.append(f"{path} ({result})")
+            else:
+                images[len(kept)], is_gray = result
+                gray.append(is_gray)
+                kept.append(i)
+            if (i + 1) % 1000 == 0:
+                progress.update(i + 1, "images read")
+    finally:  # on an error (a crop that does not fit, Ctrl-C), the files not yet read are not read
+        pool.shutdown(cancel_futures=True)
+    progress.close()
+    if skipped:
+        shown = "; ".join(skipped[:3]) + (f"; and {len(skipped) - 3} more" if len(skipped) > 3 else "")
+        print(f"Warning: skipped {len(skipped)} unreadable image file(s) of {len(paths)}: {shown}", file=sys.stderr)
+    channels = channels or (1 if all(gray) else 3)
+    images = images[:len(kept)]
+    return (images[..., :1] if channels == 1 else images), np.asarray(kept, np.int64)
+
+
+def try_read_image(path, size, crop):
+    """read_image's result, or the reason the file cannot be read (a crop that does not fit raises)."""
+    try:
+        return read_image(path, size, crop)
+    except CropError:
+        raise
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+
+
+def check_memory(needed, what):
+    """Refuses, with one line, data that would not fit in the memory available now."""
+    try:
+        with open("/proc/meminfo") as f:
+            available = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):
+        return  # not Linux: no figure to check against
+    if needed > 0.8 * available:
+        raise DataError(f"{what} need {needed / 2 ** 30:.1f} GiB in memory and {available / 2 ** 30:.1f} GiB "
+                        f"are available: use fewer (--train_size) or smaller (--output_height) images")
 
 
 # ---------------------------------------------------------------- images
@@ -167,6 +276,13 @@ def make_grid(images, rows, cols):
     if n != rows * cols:
         raise ValueError(f"{n} images do not fill a {rows}x{cols} grid")
     return images.reshape(rows, cols, h, w, c).transpose(0, 2, 1, 3, 4).reshape(rows * h, cols * w, c)
+
+
+def padded(images, columns):
+    """images [N, H, W, C] followed by black ones up to a multiple of columns, to fill a grid."""
+    images = np.asarray(images)
+    missing = -len(images) % columns
+    return np.concatenate([images, np.zeros((missing, *images.shape[1:]), images.dtype)]) if missing else images
 
 
 def label_columns(images):

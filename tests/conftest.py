@@ -73,3 +73,45 @@ def error_lines(output):
     """The lines a user would read as our error message (TF's own C++ start-up notes left out)."""
     return [l for l in output.splitlines()
             if l.strip() and not l.startswith(("I0000", "WARNING: All log messages", "E0000", "W0000"))]
+
+
+def shape_image(rng, size, kind):
+    """A small picture: a coloured disc or square on a plain background (the class is the shape)."""
+    h, w = size
+    yy, xx = np.mgrid[:h, :w]
+    cy, cx, r = h / 2 + rng.uniform(-3, 3), w / 2 + rng.uniform(-3, 3), min(h, w) * rng.uniform(0.25, 0.35)
+    inside = (np.hypot(yy - cy, xx - cx) < r) if kind == "disc" else ((abs(yy - cy) < r) & (abs(xx - cx) < r))
+    image = np.empty((h, w, 3), np.uint8)
+    image[:] = rng.integers(0, 80, 3)
+    image[inside] = rng.integers(150, 256, 3)
+    return image
+
+
+def write_image_folder(folder, n=40, kinds=("disc", "square"), labelled=False, seed=0, broken=True):
+    """n pictures of varied sizes, saved in turn as RGB JPEG, grayscale PNG, RGBA PNG and palette PNG
+    (in a sub-folder per shape when labelled); broken adds a file that is not an image and a truncated
+    JPEG. Returns the number of good images."""
+    from PIL import Image
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        kind = kinds[i % len(kinds)]
+        where = os.path.join(folder, kind) if labelled else folder
+        os.makedirs(where, exist_ok=True)
+        picture = Image.fromarray(shape_image(rng, (int(rng.integers(40, 72)), int(rng.integers(40, 72))), kind))
+        form = i % 4
+        if form == 0:
+            picture.save(os.path.join(where, f"{i:03d}.jpg"), quality=95)
+        elif form == 1:
+            picture.convert("L").save(os.path.join(where, f"{i:03d}.png"))
+        elif form == 2:
+            picture.convert("RGBA").save(os.path.join(where, f"{i:03d}.png"))
+        else:
+            picture.convert("P", palette=Image.Palette.ADAPTIVE).save(os.path.join(where, f"{i:03d}.png"))
+    if broken:
+        with open(os.path.join(folder, "notes.png"), "wb") as f:
+            f.write(b"not an image at all")
+        with open(os.path.join(folder, "000.jpg"), "rb") as f:
+            head = f.read()[:300]
+        with open(os.path.join(folder, "truncated.jpg"), "wb") as f:
+            f.write(head)
+    return n

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import ROOT, TINY_FLAGS, error_lines, run_main, write_idx, write_mnist_folder
+from conftest import ROOT, TINY_FLAGS, error_lines, run_main, write_idx, write_image_folder, write_mnist_folder
 
 RUN = "mnist_32_28_28"
 DEFAULT_RUN = "mnist_64_28_28"
@@ -78,9 +78,31 @@ def nothing(tmp):
     pass
 
 
+def pictures(tmp):
+    write_image_folder(str(tmp / "data" / "pictures"), n=12, broken=False)
+
+
+def labelled_pictures(tmp):
+    write_image_folder(str(tmp / "data" / "pictures"), n=12, labelled=True, broken=False)
+
+
+def folder_args(*extra):
+    return ["--train", "--dataset=pictures", "--data_dir=data", "--batch_size=8", "--input_fname_pattern=*", *extra]
+
+
 CATALOGUE = [
     # (case, setup, args, what the error line says)
-    ("unknown dataset", nothing, ["--dataset=cifar"], "unknown dataset: use one of mnist, fashion_mnist"),
+    ("unknown dataset", nothing, ["--train", "--dataset=cifar"],
+     "there is no folder ./data/cifar: --dataset is mnist, fashion_mnist or the name of a folder"),
+    ("dataset that is a path", nothing, ["--dataset=../x"], "--dataset must be mnist, fashion_mnist or a folder"),
+    ("no file matches the pattern", pictures, folder_args("--input_fname_pattern=*.bmp"),
+     "no file in data/pictures or its sub-folders matches --input_fname_pattern=*.bmp"),
+    ("fewer pictures than a batch", pictures, folder_args("--batch_size=64"), "12 images are fewer than one batch of 64"),
+    ("crop larger than a picture", pictures, folder_args("--crop", "--input_height=60"),
+     "pixels, smaller than the 60x60 crop"),
+    ("conditional size the networks cannot draw", labelled_pictures, folder_args("--output_height=30"),
+     "--arch dcgan (conditional): this generator draws sizes that are multiples of 4, not 30x30"),
+    ("eval of an image folder", nothing, ["--eval", "--dataset=pictures"], "--eval and --eval_freq score with an MNIST"),
     ("missing data folder", nothing, ["--train", "--data_dir=nowhere"], "there is no folder nowhere/mnist"),
     ("truncated IDX file", truncated_idx, train_args("--train"), "train-images-idx3-ubyte is truncated"),
     ("wrong magic number", wrong_magic, train_args("--train"), "wrong magic number 504b0304"),

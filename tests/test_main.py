@@ -28,7 +28,8 @@ def test_train_resume_sample_and_export(tmp_path, data_dir):
     assert "steps 0..10" in out
     ckpt = tmp_path / "checkpoints" / RUN
     assert (ckpt / "ckpt-10.index").exists() and not (ckpt / "ckpt-8.index").exists()  # max_to_keep 1
-    assert sorted(os.listdir(tmp_path / "samples" / RUN)) == ["train_00_0004.png", "train_00_0009.png"]
+    assert sorted(os.listdir(tmp_path / "samples" / RUN)) == ["losses.png", "real_vs_fake.png", "train_00_0004.png",
+                                                             "train_00_0009.png"]
     assert glob.glob(str(tmp_path / "logs" / RUN / "events.out.tfevents.*"))
 
     rc, out = run_main(train_args(data_dir, "--train", "--epoch=2", "--ckpt_freq=4", "--sample_freq=5"), tmp_path)
@@ -40,7 +41,8 @@ def test_train_resume_sample_and_export(tmp_path, data_dir):
     rc, out = run_main(train_args(data_dir, "--export", "--visualize"), tmp_path)
     assert rc == 0, out
     assert (tmp_path / "samples" / RUN / "test_000020.png").exists()
-    assert (tmp_path / "samples" / RUN / "latent_walk.gif").exists()
+    visualized = sorted(os.listdir(tmp_path / "samples" / RUN / "visualize"))  # option 1: a sweep per z dimension
+    assert visualized == ["classes_x_interpolation.png"] + [f"sweep_dim{d:03d}.png" for d in range(8)]
     export = tmp_path / "export" / RUN / "20"
     assert (export / "saved_model.pb").exists()
 

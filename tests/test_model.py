@@ -180,6 +180,7 @@ def test_generate_signatures_draw_the_same_z_as_python(exported):
 def test_config_signature_and_asset_describe_the_model(exported):
     _, path = exported
     config = {k: v.numpy() for k, v in tf.saved_model.load(path).signatures["config"]().items()}
+    assert [name.decode() for name in config.pop("class_names")] == [str(k) for k in range(10)]
     assert config == {"z_dim": 8, "y_dim": 10, "height": 28, "width": 28, "channels": 1, "step": 7,
                       "z_dist": b"uniform_signed"}
     import json, os

@@ -86,7 +86,7 @@ def batches(images, labels, n, **kwargs):
 
 def indexed_images(n=10):
     """Image i is filled with the value i, so a batch tells which images it holds."""
-    return np.repeat(np.arange(n, dtype=np.uint8), 28 * 28).reshape(n, 28, 28), np.arange(n) % 10
+    return np.repeat(np.arange(n, dtype=np.uint8), 28 * 28).reshape(n, 28, 28, 1), np.arange(n) % 10
 
 
 def ids(batch):

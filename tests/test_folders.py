@@ -1,0 +1,208 @@
+"""Image folders and the unconditional DCGAN: networks, reading pictures, training, export, --visualize."""
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+import utils
+import visualize
+from conftest import error_lines, run_main, write_image_folder
+from model import DCGAN, ExportedGenerator, export_savedmodel, generate, z_from_seeds
+from ops import conv_out_size_same, deconv_to
+
+TINY_FOLDER = ["--z_dim=8", "--gf_dim=4", "--df_dim=4", "--gfc_dim=16", "--dfc_dim=16", "--batch_size=8",
+               "--seed=2", "--input_fname_pattern=*"]
+
+
+# ------------------------------------------------------------------ the unconditional networks
+
+def test_full_size_unconditional_layer_shapes_match_the_original():
+    dcgan = DCGAN(y_dim=0, output_height=64, output_width=64, c_dim=3)  # z 100, gf_dim = df_dim = 64
+    g = {w.path.split("/")[-2] + "/" + w.name: tuple(w.shape) for w in dcgan.generator.weights}
+    d = {w.path.split("/")[-2] + "/" + w.name: tuple(w.shape) for w in dcgan.discriminator.weights}
+    assert g["g_h0_lin/kernel"] == (100, 512 * 4 * 4)
+    assert [g[f"g_h{i}/kernel"] for i in (1, 2, 3, 4)] == [(5, 5, 256, 512), (5, 5, 128, 256), (5, 5, 64, 128),
+                                                            (5, 5, 3, 64)]
+    assert {f"g_bn{i}/gamma" for i in range(4)} <= set(g) and "g_bn4/gamma" not in g
+    assert [d[f"d_h{i}_conv/kernel"] for i in range(4)] == [(5, 5, 3, 64), (5, 5, 64, 128), (5, 5, 128, 256),
+                                                             (5, 5, 256, 512)]
+    assert d["d_h4_lin/kernel"] == (512 * 4 * 4, 1)
+    assert {f"d_bn{i}/gamma" for i in (1, 2, 3)} <= set(d) and "d_bn0/gamma" not in d
+    z = dcgan.sample_z(3)
+    images = dcgan.generator(z, None)
+    assert images.shape == (3, 64, 64, 3) and -1 <= images.numpy().min() and images.numpy().max() <= 1
+    assert dcgan.discriminator(images, None).shape == (3, 1)
+
+
+@pytest.mark.parametrize("height, width", [(28, 28), (48, 48), (108, 108), (30, 45), (32, 32)])
+def test_any_output_size_halves_rounding_up_as_the_original(height, width):
+    dcgan = DCGAN(y_dim=0, z_dim=4, output_height=height, output_width=width, c_dim=1, gf_dim=2, df_dim=2)
+    h, w = height, width
+    for _ in range(4):
+        h, w = conv_out_size_same(h), conv_out_size_same(w)
+    assert dcgan.generator.start == (h, w, 16)
+    assert dcgan.generator(dcgan.sample_z(2), None).shape == (2, height, width, 1)
+    assert dcgan.discriminator(tf.zeros((2, height, width, 1)), None).shape == (2, 1)
+
+
+@pytest.mark.parametrize("size", [7, 8])
+def test_odd_and_even_deconvolutions_equal_tf1_conv2d_transpose_with_that_output_shape(size):
+    layer = deconv_to(size, size, 3, "g")
+    x = tf.random.uniform((2, conv_out_size_same(size), conv_out_size_same(size), 5))
+    ours = layer(x)
+    theirs = tf.nn.conv2d_transpose(x, layer.kernel, [2, size, size, 3], 2, "SAME") + layer.bias
+    assert ours.shape == (2, size, size, 3)
+    np.testing.assert_allclose(ours.numpy(), theirs.numpy(), atol=1e-6)
+
+
+def test_unconditional_export_takes_no_label_and_draws_the_seeds_z(tmp_path):
+    dcgan = DCGAN(y_dim=0, z_dim=8, output_height=32, output_width=32, c_dim=3, gf_dim=4, df_dim=4)
+    path = export_savedmodel(dcgan, str(tmp_path / "1"), step=3)
+    loaded = tf.saved_model.load(path)
+    for name, inputs in (("serving_default", {"z"}), ("generate", {"seed"}), ("generate_png", {"seed"})):
+        assert set(loaded.signatures[name].structured_input_signature[1]) == inputs
+    seed = tf.constant([5, 6], tf.int64)
+    images = loaded.signatures["generate"](seed=seed)["images"].numpy()
+    np.testing.assert_allclose(images, dcgan.sample(z_from_seeds(seed, 8, dcgan.z_dist)), atol=1e-5)
+    assert images.shape == (2, 32, 32, 3) and 0 <= images.min() and images.max() <= 1
+    config = {k: v.numpy() for k, v in loaded.signatures["config"]().items()}
+    assert config["y_dim"] == 0 and config["channels"] == 3 and list(config["class_names"]) == []
+    exported = ExportedGenerator(path)
+    np.testing.assert_array_equal(generate(exported, None, n=2, seed=5), generate(dcgan, None, n=2, seed=5))
+    with pytest.raises(ValueError, match="unconditional"):
+        generate(exported, [0], n=1)
+
+
+# ------------------------------------------------------------------ reading pictures
+
+def test_crop_takes_the_centre_then_resizes(tmp_path):
+    image = np.zeros((60, 80, 3), np.uint8)
+    image[20:40, 30:50] = 255  # a white 20x20 square in the middle
+    Image.fromarray(image).save(tmp_path / "a.png")
+    cropped, _ = utils.read_image(str(tmp_path / "a.png"), (10, 10), crop=(20, 20))
+    assert cropped.shape == (10, 10, 3) and cropped.min() == 255  # exactly the square
+    whole, _ = utils.read_image(str(tmp_path / "a.png"), (30, 40))
+    assert whole.shape == (30, 40, 3) and whole[15, 20].min() == 255 and whole[0, 0].max() == 0
+    with pytest.raises(utils.DataError, match=r"a.png is 80x60 pixels, smaller than the 70x70 crop"):
+        utils.read_image(str(tmp_path / "a.png"), (10, 10), crop=(70, 70))
+
+
+def test_grayscale_rgba_and_palette_files_read_alike(tmp_path):
+    rgb = np.zeros((8, 8, 3), np.uint8)
+    rgb[:, :4] = (200, 40, 10)
+    Image.fromarray(rgb).save(tmp_path / "rgb.png")
+    Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE).save(tmp_path / "palette.png")
+    rgba = np.concatenate([rgb, np.full((8, 8, 1), 255, np.uint8)], -1)
+    rgba[:, 4:, 3] = 0  # the right half transparent: white once composited
+    Image.fromarray(rgba).save(tmp_path / "rgba.png")
+    Image.fromarray(rgb[..., 0]).save(tmp_path / "gray.png")
+    read = {name: utils.read_image(str(tmp_path / f"{name}.png"), (8, 8)) for name in ("rgb", "palette", "rgba", "gray")}
+    np.testing.assert_array_equal(read["palette"][0], read["rgb"][0])
+    np.testing.assert_array_equal(read["rgba"][0][:, :4], read["rgb"][0][:, :4])
+    assert read["rgba"][0][:, 4:].min() == 255
+    assert [read[n][1] for n in ("rgb", "palette", "rgba", "gray")] == [False, False, False, True]
+    assert read["gray"][0][..., 0].tolist() == read["gray"][0][..., 2].tolist()
+
+
+def test_read_images_skips_broken_files_naming_them_and_decides_the_channels(tmp_path, capsys):
+    n = write_image_folder(str(tmp_path), n=12)
+    paths, labels, names = utils.list_image_folder(str(tmp_path), "*")
+    assert len(paths) == n + 2 and labels is None and names is None
+    images, kept = utils.read_images(paths, (16, 16))
+    assert images.shape == (n, 16, 16, 3) and images.dtype == np.uint8 and len(kept) == n
+    warning = capsys.readouterr().err
+    assert "skipped 2 unreadable image file(s) of 14" in warning
+    assert "notes.png" in warning and "truncated.jpg" in warning
+    gray = [p for p in paths if p.endswith(("001.png", "005.png", "009.png"))]  # the grayscale ones
+    assert utils.read_images(gray, (16, 16))[0].shape == (3, 16, 16, 1)
+    assert utils.read_images(gray, (16, 16), channels=3)[0].shape == (3, 16, 16, 3)
+
+
+def test_a_labelled_folder_has_a_class_per_sub_folder(tmp_path):
+    write_image_folder(str(tmp_path / "labelled"), n=8, labelled=True, broken=False)
+    paths, labels, names = utils.list_image_folder(str(tmp_path / "labelled"), "*")
+    assert names == ["disc", "square"] and len(paths) == 8
+    assert [names[k] for k in labels] == [os.path.basename(os.path.dirname(p)) for p in paths]
+    write_image_folder(str(tmp_path / "one" / "img_align_celeba"), n=4, broken=False)
+    paths, labels, names = utils.list_image_folder(str(tmp_path / "one"), "*")
+    assert len(paths) == 4 and labels is None and names is None  # one sub-folder is not a class
+
+
+# ------------------------------------------------------------------ through main.py
+
+def outputs(folder):
+    return sorted(os.listdir(folder))
+
+
+@pytest.mark.slow
+def test_unconditional_64x64_trains_resumes_generates_exports_and_visualizes(tmp_path):
+    write_image_folder(str(tmp_path / "data" / "shapes"), n=24)
+    args = ["--dataset=shapes", "--data_dir=data", *TINY_FOLDER]
+    run = "shapes_8_64_64"
+    rc, out = run_main([*args, "--train", "--epoch=1"], tmp_path)
+    assert rc == 0, out
+    assert "skipped 2 unreadable image file(s) of 26" in out and "steps 0..3" in out
+    config = json.loads((tmp_path / "checkpoints" / run / "config.json").read_text())
+    assert config["y_dim"] == 0 and config["c_dim"] == 3 and config["class_names"] == []
+    assert {"losses.png", "real_vs_fake.png", "train_00_0002.png"} <= set(outputs(tmp_path / "samples" / run))
+    assert Image.open(tmp_path / "samples" / run / "train_00_0002.png").size == (8 * 64, 10 * 64)
+
+    rc, out = run_main([*args, "--train", "--epoch=2"], tmp_path)
+    assert rc == 0, out
+    assert f"Restored checkpoints/{run}/ckpt-3" in out and "steps 3..6" in out
+
+    rc, out = run_main(["--dataset=shapes", "--batch_size=8", "--generate", "--n_per_label=5", "--seed=4",
+                        "--export", "--visualize", "--visualize_option=4"], tmp_path)
+    assert rc == 0, out
+    assert outputs(tmp_path / "samples" / run / "visualize") == ["all_dims.gif"]
+    assert Image.open(tmp_path / "samples" / run / "generate_seed4.png").size == (5 * 64, 64)
+    exported = ExportedGenerator(str(tmp_path / "export" / run / "6"))
+    assert exported.y_dim == 0 and exported.step == 6
+    rc, out = run_main(["--dataset=shapes", "--batch_size=8", "--generate", "--labels=1"], tmp_path)
+    assert rc == 1 and "this model is unconditional" in error_lines(out)[0], out
+
+
+@pytest.mark.parametrize("y_dim", [0, 3])
+def test_each_visualize_option_writes_its_files(tmp_path, y_dim):
+    dcgan = DCGAN(y_dim=y_dim, z_dim=6, output_height=16, output_width=16, c_dim=3, gf_dim=2, df_dim=2, gfc_dim=8,
+                  dfc_dim=8)
+    sheet = {"classes_x_interpolation.png"} if y_dim else set()
+    written = {0: {"random.png"}, 1: {f"sweep_dim{d:03d}.png" for d in range(6)},
+               2: {f"random_dim{d:03d}.gif" for d in range(6)}, 3: {f"zero_dim{d:03d}.gif" for d in range(6)},
+               4: {"all_dims.gif"}}
+    rows = y_dim or visualize.COLUMNS
+    for option, files in written.items():
+        folder = tmp_path / str(option)
+        paths = visualize.visualize(lambda z, labels: dcgan.sample(z, labels).numpy(), 6, "uniform_signed", y_dim,
+                                    option, str(folder), seed=0)
+        assert set(os.listdir(folder)) == files | sheet == {os.path.basename(p) for p in paths}
+    assert Image.open(tmp_path / "1" / "sweep_dim000.png").size == (visualize.STEPS * 16, rows * 16)
+    gif = Image.open(tmp_path / "2" / "random_dim000.gif")
+    assert gif.size == (visualize.COLUMNS * 16, rows * 16) and gif.n_frames > 1  # (Pillow merges equal frames)
+    assert Image.open(tmp_path / "3" / "zero_dim005.gif").size == (16, (y_dim or 1) * 16)
+    assert Image.open(tmp_path / "4" / "all_dims.gif").size == (3 * 16, 2 * 16)  # 6 dimensions, 3 a row
+
+
+@pytest.mark.slow
+def test_a_labelled_folder_trains_the_conditional_model_at_32x32_and_generates_by_class_name(tmp_path):
+    write_image_folder(str(tmp_path / "data" / "shapes"), n=24, labelled=True, broken=False)
+    args = ["--dataset=shapes", "--data_dir=data", "--output_height=32", *TINY_FOLDER]
+    run = "shapes_8_32_32"
+    rc, out = run_main([*args, "--train", "--epoch=1"], tmp_path)
+    assert rc == 0, out
+    config = json.loads((tmp_path / "checkpoints" / run / "config.json").read_text())
+    assert config["y_dim"] == 2 and config["class_names"] == ["disc", "square"] and config["c_dim"] == 3
+    rc, out = run_main(["--dataset=shapes", "--batch_size=8", "--output_height=32", "--generate",
+                        "--labels=square,disc", "--n_per_label=3", "--seed=1", "--visualize",
+                        "--visualize_option=0", "--export"], tmp_path)
+    assert rc == 0, out
+    assert Image.open(tmp_path / "samples" / run / "generate_square-disc_seed1.png").size == (2 * 32, 3 * 32)
+    assert outputs(tmp_path / "samples" / run / "visualize") == ["classes_x_interpolation.png", "random.png"]
+    exported = ExportedGenerator(str(tmp_path / "export" / run / "3"))
+    assert exported.class_names == ["disc", "square"]
+    rc, out = run_main(["--dataset=shapes", "--batch_size=8", "--output_height=32", "--generate", "--labels=circle"],
+                       tmp_path)
+    assert rc == 1 and "classes of this model: disc, square" in error_lines(out)[0], out

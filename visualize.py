@@ -1,0 +1,181 @@
+"""Pictures of a trained generator and of its training.
+
+`--visualize` writes what the original's visualize() did, chosen by --visualize_option:
+  0  a grid of random samples;
+  1  a grid per z dimension: along each row that dimension sweeps z's range, the rest of z fixed;
+  2  GIFs, each sweeping one randomly chosen dimension in every image of a grid of random samples;
+  3  a GIF per z dimension, sweeping it from z = 0;
+  4  the sweeps of option 3 for every dimension, merged in one GIF.
+Where an unconditional model's grid has a row per random z, a conditional one's has a row per class
+(the same z across rows); conditional models also get a sheet with a row per class and z moving from
+one random point to another along the row.
+
+At the end of training, and with --plot, the G and D losses (read back from the run's TensorBoard
+logs, so that a resumed run's curve is whole) and real against generated images, as in the PyTorch
+DCGAN tutorial.
+"""
+import glob
+import os
+
+import numpy as np
+
+import utils
+
+STEPS = 16  # positions along a sweep or an interpolation
+COLUMNS = 8  # random samples per row
+RANDOM_DIMS = 10  # option 2's GIFs
+CHUNK = 1024  # images per call to the generator
+# What a sweep covers: uniform z its whole range, normal z two standard deviations either side.
+Z_RANGES = {"uniform_signed": (-1.0, 1.0), "uniform_unsigned": (0.0, 1.0), "normal": (-2.0, 2.0)}
+
+
+def visualize(sample, z_dim, z_dist, y_dim, option, folder, seed):
+    """Writes option's files into folder and returns their paths.
+
+    sample(z [N, z_dim], labels [N] or None) -> float images [N, H, W, C] in [0, 1]."""
+    os.makedirs(folder, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    low, high = Z_RANGES[z_dist]
+    values = np.linspace(low, high, STEPS, dtype=np.float32)
+    rows = y_dim or COLUMNS
+    labels = np.repeat(np.arange(y_dim), COLUMNS) if y_dim else None
+
+    def random_z(n):
+        if z_dist == "normal":
+            return rng.standard_normal((n, z_dim)).astype(np.float32)
+        return rng.uniform(low, high, (n, z_dim)).astype(np.float32)
+
+    def random_grid_z():
+        """z of a grid of random samples, rows x COLUMNS: a conditional model's rows share theirs."""
+        return np.tile(random_z(COLUMNS), (rows, 1)) if y_dim else random_z(rows * COLUMNS)
+
+    def draw(z, labels, columns):
+        return grid(sample, z, labels, columns)
+
+    written = []
+    if option == 0:
+        written.append(save_png(draw(random_grid_z(), labels, COLUMNS), folder, "random.png"))
+    if option == 1:
+        base = np.tile(random_z(1), (rows, 1)) if y_dim else random_z(rows)
+        sweep_labels = np.repeat(np.arange(y_dim), STEPS) if y_dim else None
+        for d in range(z_dim):
+            z = np.repeat(base, STEPS, axis=0)
+            z[:, d] = np.tile(values, rows)
+            written.append(save_png(draw(z, sweep_labels, STEPS), folder, f"sweep_dim{d:03d}.png"))
+    if option == 2:
+        base = random_grid_z()
+        for d in sorted(rng.choice(z_dim, min(RANDOM_DIMS, z_dim), replace=False)):
+            frames = []
+            for value in values:
+                z = base.copy()
+                z[:, d] = value
+                frames.append(draw(z, labels, COLUMNS))
+            written.append(save_gif(frames, folder, f"random_dim{d:03d}.gif"))
+    if option == 3:
+        class_labels = np.arange(y_dim) if y_dim else None
+        for d in range(z_dim):
+            z = np.zeros((STEPS, y_dim or 1, z_dim), np.float32)
+            z[:, :, d] = values[:, None]
+            frames = [draw(frame, class_labels, 1) for frame in z]
+            written.append(save_gif(frames, folder, f"zero_dim{d:03d}.gif"))
+    if option == 4:
+        # One cell per dimension; a conditional model draws dimension d as class d mod y_dim.
+        columns = int(np.ceil(np.sqrt(z_dim)))
+        dim_labels = np.arange(z_dim) % y_dim if y_dim else None
+        frames = []
+        for value in values:
+            z = np.zeros((z_dim, z_dim), np.float32)
+            z[np.arange(z_dim), np.arange(z_dim)] = value
+            frames.append(draw(z, dim_labels, columns))
+        written.append(save_gif(frames, folder, "all_dims.gif"))
+    if y_dim:
+        a, b = random_z(2)
+        t = np.linspace(0.0, 1.0, STEPS, dtype=np.float32)[:, None]
+        z = np.tile((1 - t) * a + t * b, (y_dim, 1))
+        written.append(save_png(draw(z, np.repeat(np.arange(y_dim), STEPS), STEPS), folder,
+                                "classes_x_interpolation.png"))
+    return written
+
+
+def grid(sample, z, labels, columns):
+    """One image of the samples for z (and labels), filled row by row, columns wide."""
+    images = np.concatenate([sample(z[i:i + CHUNK], None if labels is None else labels[i:i + CHUNK])
+                             for i in range(0, len(z), CHUNK)])
+    images = utils.padded(images, columns)
+    return utils.make_grid(images, len(images) // columns, columns)
+
+
+def save_png(image, folder, name):
+    path = os.path.join(folder, name)
+    utils.save_image(image, path)
+    return path
+
+
+def save_gif(frames, folder, name):
+    """There and back again, the ends not repeated."""
+    path = os.path.join(folder, name)
+    utils.save_gif(frames + frames[-2:0:-1], path)
+    return path
+
+
+# ---------------------------------------------------------------- training plots
+
+def read_scalars(log_dir, tags=("d_loss", "g_loss")):
+    """{tag: (steps, values)} from every TensorBoard event file in log_dir. A resumed run rewrites the
+    steps after its last checkpoint: the later file's values win."""
+    import tensorflow as tf
+    series = {tag: {} for tag in tags}
+    # Event file names start with their creation time, so sorting puts them in writing order.
+    for path in sorted(glob.glob(os.path.join(glob.escape(log_dir), "events.out.tfevents.*"))):
+        try:
+            for record in tf.data.TFRecordDataset(path):
+                event = tf.compat.v1.Event.FromString(record.numpy())
+                for value in event.summary.value:
+                    if value.tag in series:
+                        series[value.tag][event.step] = float(tf.make_ndarray(value.tensor))
+        except tf.errors.DataLossError:  # the tail of a file whose writer was killed
+            continue
+    return {tag: (np.array(sorted(points)), np.array([points[s] for s in sorted(points)]))
+            for tag, points in series.items()}
+
+
+def plot_losses(log_dir, path, title):
+    """The G and D loss against the step, as a PNG; None when the logs hold no losses."""
+    series = read_scalars(log_dir)
+    if not any(len(steps) for steps, _ in series.values()):
+        return None
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(10, 5))
+    for tag, label in (("g_loss", "G"), ("d_loss", "D")):
+        steps, values = series[tag]
+        ax.plot(steps, values, label=label, linewidth=0.8)
+    ax.set(title=f"Generator and discriminator loss during training: {title}", xlabel="step", ylabel="loss")
+    ax.legend()
+    return save_figure(fig, path)
+
+
+def plot_real_vs_fake(real, fake, path):
+    """Real images beside generated ones (float [N, H, W, C] in [0, 1]), as a PNG."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(12, 6.5))
+    for ax, images, title in ((axes[0], real, "Real images"), (axes[1], fake, "Fake images")):
+        n = min(len(images), COLUMNS * COLUMNS)
+        columns = min(n, COLUMNS)
+        image = utils.make_grid(utils.padded(utils.to_uint8(images[:n]), columns), -(-n // columns), columns)
+        ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", vmin=0, vmax=255)
+        ax.set_title(title)
+        ax.axis("off")
+    return save_figure(fig, path)
+
+
+def save_figure(fig, path):
+    import matplotlib.pyplot as plt
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
