@@ -12,7 +12,19 @@ from ops import SpectralNormDense
 from test_model import bar_batch, compiled
 
 VARIANTS = [dict(arch="dcgan", spectral_norm=True), dict(arch="mlp"), dict(arch="mlp", spectral_norm=True),
-            dict(arch="cs231n"), dict(arch="cs231n", spectral_norm=True, loss="lsgan")]
+            dict(arch="cs231n"), dict(arch="cs231n", spectral_norm=True, loss="lsgan"),
+            # Unconditional (y_dim 0), as on a folder of pictures without classes.
+            dict(arch="dcgan", y_dim=0, spectral_norm=True), dict(arch="mlp", y_dim=0, loss="lsgan"),
+            dict(arch="cs231n", y_dim=0, spectral_norm=True)]
+# Layers of D under spectral norm.
+SPECTRAL_LAYERS = {("dcgan", 10): 4, ("dcgan", 0): 5, ("mlp", 10): 3, ("mlp", 0): 3, ("cs231n", 10): 4,
+                   ("cs231n", 0): 4}
+
+
+def batch(dcgan, n=16):
+    """Bar images with their one-hot labels, or the images alone for an unconditional model."""
+    x, y = bar_batch(n)
+    return (x, y) if dcgan.y_dim else x
 
 
 SCORES = tf.constant([2.0, -1.0, 0.0])
@@ -51,7 +63,8 @@ def d_state(dcgan):
 @pytest.mark.parametrize("kwargs", VARIANTS + [dict(arch="dcgan")], ids=str)
 def test_a_g_update_leaves_d_bit_identical_and_a_d_update_moves_its_vectors(kwargs):
     dcgan = compiled(1e-3, **kwargs)
-    x, y = bar_batch(16)
+    data = batch(dcgan)
+    x, y = data if dcgan.y_dim else (data, None)
     z = dcgan.sample_z(16)
     before = d_state(dcgan)
     with tf.GradientTape() as tape:
@@ -60,7 +73,8 @@ def test_a_g_update_leaves_d_bit_identical_and_a_d_update_moves_its_vectors(kwar
     for a, b in zip(before, d_state(dcgan)):
         np.testing.assert_array_equal(a, b)
     vectors = [layer.u.numpy() for layer in dcgan.spectral_layers]
-    assert len(vectors) == (4 if kwargs["arch"] != "mlp" else 3) * kwargs.get("spectral_norm", False)
+    spectral = SPECTRAL_LAYERS[kwargs["arch"], kwargs.get("y_dim", 10)] * kwargs.get("spectral_norm", False)
+    assert len(vectors) == spectral
     dcgan.update_discriminator(x, dcgan.generator(z, y), y)
     assert all(np.abs(v - layer.u.numpy()).max() > 0 for v, layer in zip(vectors, dcgan.spectral_layers))
 
@@ -76,9 +90,9 @@ def test_each_variant_trains_samples_in_unit_range_and_exports_the_same_images(k
     dcgan = compiled(1e-3, **kwargs)
     step = tf.function(dcgan.train_step)
     for _ in range(3):
-        logs = step(bar_batch(16))
+        logs = step(batch(dcgan))
     assert all(np.isfinite(float(v)) for v in logs.values())
-    z, label = dcgan.sample_z(5), tf.constant([0, 3, 5, 7, 9])
+    z, label = dcgan.sample_z(5), tf.constant([0, 3, 5, 7, 9]) if dcgan.y_dim else None
     images = dcgan.sample(z, label).numpy()
     assert images.shape == (5, 28, 28, 1) and images.min() >= 0 and images.max() <= 1
     served = ExportedGenerator(export_savedmodel(dcgan, str(tmp_path / "3"), step=3)).sample(z, label)
