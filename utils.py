@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 import tensorflow as tf
-from PIL import Image
+from PIL import Image, ImageOps
 
 MNIST_FILES = {
     "train_images": "train-images-idx3-ubyte",
@@ -183,12 +183,18 @@ def matching_files(folder, pattern):
 
 
 def read_image(path, size, crop=None):
-    """(uint8 RGB [H, W, 3], whether the file is grayscale) of one image file: centre-cropped to
-    crop (height, width) if given, then resized to size (height, width) bilinearly, as the original.
-    Transparent pixels are composited onto white."""
+    """(uint8 RGB [H, W, 3], whether the file is grayscale) of one image file, turned upright as its
+    EXIF orientation says (photos from phones), centre-cropped to crop (height, width) if given, then
+    resized to size (height, width) bilinearly, as the original. Transparent pixels are composited
+    onto white; 16-bit and float grayscale is scaled to 8 bits rather than clipped."""
     with Image.open(path) as image:
         image.load()
-        grayscale = image.mode in ("1", "L", "LA", "I", "I;16", "F")
+        image = ImageOps.exif_transpose(image)
+        grayscale = image.mode in ("1", "L", "LA", "F") or image.mode.startswith("I")
+        if image.mode == "F" or image.mode.startswith("I"):
+            values = np.asarray(image, np.float64)
+            scale = 255.0 / 65535.0 if image.mode != "F" else (255.0 if values.max() <= 1.0 else 1.0)
+            image = Image.fromarray(np.clip(np.rint(values * scale), 0, 255).astype(np.uint8))
         if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
             image = Image.alpha_composite(Image.new("RGBA", image.size, "white"), image.convert("RGBA"))
         image = image.convert("RGB")

@@ -99,12 +99,26 @@ def test_grayscale_rgba_and_palette_files_read_alike(tmp_path):
     rgba[:, 4:, 3] = 0  # the right half transparent: white once composited
     Image.fromarray(rgba).save(tmp_path / "rgba.png")
     Image.fromarray(rgb[..., 0]).save(tmp_path / "gray.png")
-    read = {name: utils.read_image(str(tmp_path / f"{name}.png"), (8, 8)) for name in ("rgb", "palette", "rgba", "gray")}
+    Image.fromarray(rgb[..., 0].astype(np.uint16) * 257).save(tmp_path / "gray16.png")  # 16 bits, same picture
+    names = ("rgb", "palette", "rgba", "gray", "gray16")
+    read = {name: utils.read_image(str(tmp_path / f"{name}.png"), (8, 8)) for name in names}
     np.testing.assert_array_equal(read["palette"][0], read["rgb"][0])
     np.testing.assert_array_equal(read["rgba"][0][:, :4], read["rgb"][0][:, :4])
     assert read["rgba"][0][:, 4:].min() == 255
-    assert [read[n][1] for n in ("rgb", "palette", "rgba", "gray")] == [False, False, False, True]
+    assert [read[n][1] for n in names] == [False, False, False, True, True]
+    np.testing.assert_array_equal(read["gray16"][0], read["gray"][0])
     assert read["gray"][0][..., 0].tolist() == read["gray"][0][..., 2].tolist()
+
+
+def test_a_photo_is_turned_upright_as_its_exif_orientation_says(tmp_path):
+    picture = np.zeros((20, 40, 3), np.uint8)
+    picture[:, :20] = 255  # white left half, stored sideways: orientation 6 means "rotate 90 degrees clockwise"
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(picture).save(tmp_path / "photo.jpg", exif=exif, quality=95)
+    upright, _ = utils.read_image(str(tmp_path / "photo.jpg"), (40, 20))
+    assert upright.shape == (40, 20, 3)
+    assert upright[:15].mean() > 200 and upright[25:].mean() < 50  # the white half is now on top
 
 
 def test_read_images_skips_broken_files_naming_them_and_decides_the_channels(tmp_path, capsys):
