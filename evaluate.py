@@ -217,6 +217,32 @@ def load_reference(data_dir, dataset, cache_dir, download=True, retrain=False):
     return Reference(classifier, test_x, test_y, train_x, train_y)
 
 
+def curve_fit(curves):
+    """(a, rms residual) per curve [N, ..., 15] of the least-squares fit y = a*x^2 + (a - 1), which is
+    linear in a: y + 1 = a*(x^2 + 1)."""
+    y = np.asarray(curves, np.float64).reshape(len(curves), -1)
+    basis = utils.curve_x().astype(np.float64) ** 2 + 1.0
+    a = (y + 1.0) @ basis / (basis @ basis)
+    return a, np.sqrt(np.mean((a[:, None] * basis - 1.0 - y) ** 2, axis=1))
+
+
+def curve_quality(curves):
+    """How well generated curves follow the toy's distribution: the share of fitted a inside [1, 2],
+    their mean and spread (U(1, 2): 1.5 and 0.289), the largest gap between their CDF and U(1, 2)'s
+    (Kolmogorov-Smirnov) and the median fit residual (0 for a true curve)."""
+    a, residual = curve_fit(curves)
+    cdf = np.arange(1, len(a) + 1) / len(a)
+    return {"n": len(a), "a_in_range": float(np.mean((a >= 1) & (a <= 2))), "a_mean": float(a.mean()),
+            "a_std": float(a.std()), "ks": float(np.max(np.abs(cdf - np.clip(np.sort(a) - 1.0, 0.0, 1.0)))),
+            "median_residual": float(np.median(residual))}
+
+
+def format_curve_summary(result):
+    return (f"fitted a inside [1, 2]: {result['a_in_range']:.3f}; mean {result['a_mean']:.3f} (true 1.5), "
+            f"spread {result['a_std']:.3f} (true {1 / np.sqrt(12):.3f}), KS distance to U(1, 2) {result['ks']:.3f}; "
+            f"median fit residual {result['median_residual']:.4f}")
+
+
 def format_summary(result):
     real = result["real"]
     per_class = " ".join(f"{k}:{c['accuracy']:.3f}" for k, c in result["per_class"].items())

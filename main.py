@@ -44,7 +44,9 @@ RUN_DEFAULTS = {"arch": "dcgan", "loss": "gan", "spectral_norm": False, "input_f
 # An image folder's defaults, the original's: 108x108 crops (celebA's faces) drawn at 64x64.
 FOLDER_CROP, FOLDER_SIZE = 108, 64
 # z's width when --z_dim is not given: the original's 100, CS231N's 96.
-Z_DIMS = {"dcgan": 100, "mlp": 96, "cs231n": 96}
+Z_DIMS = {"dcgan": 100, "mlp": 96, "cs231n": 96, "curves": 5}
+# The 1-D toy: curves a*x^2 + (a - 1), a ~ U(1, 2), made on the fly (this many unless --train_size says).
+CURVES, CURVES_N = "curves", 6400
 
 flags.DEFINE_integer("epoch", 25, "Epochs to train.", lower_bound=1)
 flags.DEFINE_float("learning_rate", 0.0002, "Adam learning rate, for both networks.", lower_bound=0.0)
@@ -107,7 +109,8 @@ flags.DEFINE_integer("sample_freq", 200, "Write a sample grid every this many st
 flags.DEFINE_integer("ckpt_freq", 200, "Write a checkpoint every this many steps.", lower_bound=1)
 flags.DEFINE_integer("z_dim", None, "Dimension of the noise vector z (default: 100; 96 for --arch mlp and "
                      "cs231n, as in CS231N).", lower_bound=1)
-flags.DEFINE_enum("arch", "dcgan", list(Z_DIMS), "Networks: dcgan (the original's), mlp (CS231N's fully "
+flags.DEFINE_enum("arch", "dcgan", list(Z_DIMS), "Networks: curves (the 1-D toy's, which --dataset curves "
+                  "takes), dcgan (the original's), mlp (CS231N's fully "
                   "connected GAN) or cs231n (CS231N's convolutional pair); all conditioned on the label.")
 flags.DEFINE_enum("loss", "gan", ["gan", "lsgan"], "gan: the original's sigmoid cross-entropy; lsgan: least "
                   "squares on D's raw scores (Mao et al. 2017).")
@@ -146,9 +149,21 @@ def _dataset_name(name):
 
 @flags.multi_flags_validator(["dataset", "eval", "eval_freq", "eval_savedmodel"],
                              message="--eval and --eval_freq score with an MNIST classifier: they apply to "
-                                     f"{' and '.join(MNIST_LIKE)} runs only")
+                                     f"{' and '.join(MNIST_LIKE)} runs (and --eval to {CURVES}) only")
 def _evaluable(f):
-    return f["dataset"] in MNIST_LIKE or not (f["eval"] or f["eval_freq"] or f["eval_savedmodel"])
+    evaluated = f["eval"] or f["eval_freq"] or f["eval_savedmodel"]
+    return f["dataset"] in MNIST_LIKE or not evaluated or (f["dataset"] == CURVES and not f["eval_freq"])
+
+
+@flags.multi_flags_validator(["dataset", "arch", "input_height", "input_width", "output_height", "output_width",
+                              "generate", "visualize", "demo"],
+                             message=f"--dataset {CURVES} (15-point curves, not images) takes no image sizes, "
+                                     "--arch, --generate, --visualize or --demo: its samples are plots")
+def _curves_flags(f):
+    if f["dataset"] != CURVES:
+        return f["arch"] != CURVES
+    sizes = [f[k] for k in ("input_height", "input_width", "output_height", "output_width")]
+    return f["arch"] in ("dcgan", CURVES) and sizes == [None] * 4 and not (f["generate"] or f["visualize"] or f["demo"])
 
 
 @flags.validator("out_name", message="--out_name must be a plain folder name (no '/', '..' or leading '.')")
@@ -204,6 +219,12 @@ def run_config():
     and classes (c_dim, y_dim, class_names) are None until its images are read."""
     config = {name: getattr(FLAGS, name, None) for name in RUN_FLAGS}
     config["z_dim"] = FLAGS.z_dim or Z_DIMS[FLAGS.arch]
+    if FLAGS.dataset == CURVES:
+        config.update(arch=CURVES, z_dim=FLAGS.z_dim or Z_DIMS[CURVES], output_height=1,
+                      output_width=utils.CURVE_POINTS, c_dim=1, y_dim=0, class_names=[],
+                      **{name: RUN_DEFAULTS[name] for name in ("input_fname_pattern", "crop", "input_height",
+                                                                "input_width")})
+        return config
     if FLAGS.dataset in MNIST_LIKE:
         size = MNIST_LIKE[FLAGS.dataset]
         config.update(output_height=size, output_width=size, c_dim=1, y_dim=NUM_CLASSES,
@@ -229,7 +250,7 @@ def run_name(config):
     if FLAGS.out_name:
         return FLAGS.out_name
     variant = [config["arch"], config["loss"], "sn" if config["spectral_norm"] else ""]
-    variant = [v for v in variant if v not in ("dcgan", "gan", "")]
+    variant = [v for v in variant if v not in ("dcgan", "gan", "", CURVES)]
     return "_".join([config["dataset"], *variant, str(config["batch_size"]),
                      str(config["output_height"]), str(config["output_width"])])
 
@@ -364,10 +385,18 @@ def fixed_samples(config, z_dim, rows=10):
     return np.repeat(z, y_dim, axis=0), np.tile(np.arange(y_dim), rows)
 
 
-def sample_grid(dcgan, z, labels):
+def save_samples(dcgan, config, z, labels, real, path):
+    """Writes the samples for z (and labels) to path as a grid, or for the curves as a plot beside real
+    curves; returns the grid (None for the curves)."""
     images = dcgan.sample(z, labels).numpy()
+    if config["dataset"] == CURVES:
+        import visualize
+        visualize.plot_curves(np.asarray(real), images, path)
+        return None
     columns = dcgan.y_dim or UNCONDITIONAL_COLUMNS
-    return utils.make_grid(images, len(images) // columns, columns)
+    grid = utils.make_grid(images, len(images) // columns, columns)
+    utils.save_image(grid, path)
+    return grid
 
 
 def load_training_data(config, limit=None):
@@ -375,7 +404,9 @@ def load_training_data(config, limit=None):
     fixed by its seed, at most --train_size, or the first limit of them (then fewer than a batch is
     fine). Reading a new image folder settles the run's c_dim, y_dim and class_names."""
     count, at_least = (limit, 0) if limit else (FLAGS.train_size, FLAGS.batch_size)
-    if FLAGS.dataset in MNIST_LIKE:
+    if FLAGS.dataset == CURVES:
+        images, labels = utils.make_curves(count or CURVES_N, config["seed"]), None
+    elif FLAGS.dataset in MNIST_LIKE:
         # An explicit --data_dir means "use my files": no download attempt when they are missing.
         images, labels = utils.load_labelled_images(FLAGS.dataset, FLAGS.data_dir,
                                                     download=not FLAGS["data_dir"].present)
@@ -491,15 +522,14 @@ def format_logs(logs):
 
 def write_samples(dcgan, run, z, labels, batch, step, filename):
     import tensorflow as tf
-    grid = sample_grid(dcgan, z, labels)
-    utils.save_image(grid, os.path.join(run.samples, filename))
     real_x, real_y = batch if dcgan.y_dim else (batch, None)
+    grid = save_samples(dcgan, run.config, z, labels, real_x, os.path.join(run.samples, filename))
     y = dcgan.one_hot(labels)
     tf.summary.histogram("z", z, step=step)
     tf.summary.histogram("d", tf.sigmoid(dcgan.discriminator(real_x, real_y, training=False)), step=step)
     tf.summary.histogram("d_", tf.sigmoid(dcgan.discriminator(dcgan.generator(z, y), y, training=False)),
                          step=step)
-    if FLAGS.G_img_sum:
+    if FLAGS.G_img_sum and grid is not None:
         tf.summary.image("G", grid[None], step=step)
 
 
@@ -517,10 +547,13 @@ def write_plots(dcgan, run, batch):
     real = batch[0] if dcgan.y_dim else batch
     real_labels = np.argmax(batch[1], -1) if dcgan.y_dim else None
     z = dcgan.sample_z(len(real))
-    fake = dcgan.sample(z, real_labels).numpy()
     os.makedirs(run.samples, exist_ok=True)
     paths = [visualize.plot_losses(run.logs, os.path.join(run.samples, "losses.png"), run.name),
-             visualize.plot_real_vs_fake(np.asarray(real), fake, os.path.join(run.samples, "real_vs_fake.png"))]
+             os.path.join(run.samples, "real_vs_fake.png")]
+    if run.config["dataset"] == CURVES:
+        save_samples(dcgan, run.config, z, None, real, paths[1])
+    else:
+        visualize.plot_real_vs_fake(np.asarray(real), dcgan.sample(z, real_labels).numpy(), paths[1])
     print(f"Wrote {', '.join(p for p in paths if p)}")
 
 
@@ -610,12 +643,18 @@ def evaluate_model(model, reference):
 
 def write_eval(model, sample_dir, step):
     import evaluate
-    reference = load_eval_reference()
-    try:
-        result = {"step": step, **evaluate_model(model, reference)}
-    except ValueError as e:
-        raise DCGANError(f"cannot evaluate: {e}") from None
-    print(evaluate.format_summary(result))
+    if FLAGS.dataset == CURVES:  # the truth is known: how well each generated curve fits the family
+        from model import z_from_seeds
+        z = z_from_seeds(EVAL_SEED + np.arange(FLAGS.eval_n, dtype=np.int64), model.z_dim, model.z_dist)
+        result = {"step": step, **evaluate.curve_quality(np.asarray(model.sample(z, None)))}
+        print(evaluate.format_curve_summary(result))
+    else:
+        reference = load_eval_reference()
+        try:
+            result = {"step": step, **evaluate_model(model, reference)}
+        except ValueError as e:
+            raise DCGANError(f"cannot evaluate: {e}") from None
+        print(evaluate.format_summary(result))
     path = os.path.join(sample_dir, "eval.json")
     utils.save_json(result, path)
     print(f"Wrote {path}")
@@ -657,7 +696,8 @@ def main(argv):
     if not (FLAGS.train or FLAGS.generate or FLAGS.eval or FLAGS.demo or FLAGS.plot):
         os.makedirs(run.samples, exist_ok=True)
         path = os.path.join(run.samples, f"test_{int(dcgan.step):06d}.png")
-        utils.save_image(sample_grid(dcgan, *fixed_samples(run.config, dcgan.z_dim)), path)
+        real = utils.make_curves(FLAGS.batch_size, run.config["seed"]) if run.config["dataset"] == CURVES else None
+        save_samples(dcgan, run.config, *fixed_samples(run.config, dcgan.z_dim), real, path)
         print(f"Wrote {path}")
     if FLAGS.visualize:
         write_visualizations(dcgan, run)

@@ -134,35 +134,40 @@ class UnconditionalDiscriminator(keras.layers.Layer):
 
 
 class MLPGenerator(Generator):
-    """CS231N's fully connected G: (z, y) -> 1024 -> ReLU -> 1024 -> ReLU -> H*W*C -> tanh."""
+    """A fully connected G: (z, y) -> hidden layers with ReLU -> H*W*C, tanh for images. CS231N's has
+    two hidden layers of 1024 units; the 1-D toy's one of 128 and a linear output (its values are the
+    curve's points, not pixels)."""
 
-    signed_output = True
-
-    def __init__(self, output_height=28, output_width=28, c_dim=1, **kwargs):
+    def __init__(self, output_height=28, output_width=28, c_dim=1, hidden=(1024, 1024), tanh=True, **kwargs):
         super().__init__(output_height, output_width, c_dim, **kwargs)
-        self.h0, self.h1 = dense(1024, "g_h0_lin"), dense(1024, "g_h1_lin")
-        self.h2 = dense(output_height * output_width * c_dim, "g_h2_lin")
+        self.signed_output = self.tanh = tanh
+        self.hidden = [dense(units, f"g_h{i}_lin") for i, units in enumerate(hidden)]
+        self.out = dense(output_height * output_width * c_dim, f"g_h{len(hidden)}_lin")
 
     def call(self, z, y=None, training=False):
-        h = ops.relu(self.h0(concat(z, y)))
-        h = ops.relu(self.h1(concat(h, y)))
-        h = ops.tanh(self.h2(concat(h, y)))
+        h = z
+        for layer in self.hidden:
+            h = ops.relu(layer(concat(h, y)))
+        h = self.out(concat(h, y))
+        h = ops.tanh(h) if self.tanh else h
         return ops.reshape(h, (-1, self.output_height, self.output_width, self.c_dim))
 
 
 class MLPDiscriminator(keras.layers.Layer):
-    """CS231N's fully connected D: (image, y) -> 256 -> LeakyReLU(0.01) -> 256 -> LeakyReLU -> 1."""
+    """A fully connected D: (image, y) -> hidden layers with LeakyReLU(leak) -> 1. CS231N's has two of
+    256 units and leak 0.01; the 1-D toy's one of 128 and ReLU (leak 0)."""
 
-    def __init__(self, spectral_norm=False, **kwargs):
+    def __init__(self, spectral_norm=False, hidden=(256, 256), leak=0.01, **kwargs):
         super().__init__(**kwargs)
-        self.h0, self.h1 = dense(256, "d_h0_lin", spectral_norm), dense(256, "d_h1_lin", spectral_norm)
-        self.h2 = dense(1, "d_h2_lin", spectral_norm)
+        self.leak = leak
+        self.hidden = [dense(units, f"d_h{i}_lin", spectral_norm) for i, units in enumerate(hidden)]
+        self.out = dense(1, f"d_h{len(hidden)}_lin", spectral_norm)
 
     def call(self, x, y=None, training=False):
         h = ops.reshape(x, (ops.shape(x)[0], -1))
-        h = lrelu(self.h0(concat(h, y)), 0.01)
-        h = lrelu(self.h1(concat(h, y)), 0.01)
-        return self.h2(concat(h, y))
+        for layer in self.hidden:
+            h = lrelu(layer(concat(h, y)), self.leak)
+        return self.out(concat(h, y))
 
 
 class CS231NGenerator(Generator):
@@ -212,7 +217,11 @@ class CS231NDiscriminator(keras.layers.Layer):
 def generator_class(arch, y_dim):
     if arch == "dcgan":
         return ConditionalGenerator if y_dim else UnconditionalGenerator
-    return {"mlp": MLPGenerator, "cs231n": CS231NGenerator}[arch]
+    return {"mlp": MLPGenerator, "cs231n": CS231NGenerator, "curves": MLPGenerator}[arch]
+
+
+# The 1-D toy's networks: G 5 noise dims -> 128 -> ReLU -> 15 points; D 15 -> 128 -> ReLU -> 1.
+CURVES_G, CURVES_D = dict(hidden=(128,), tanh=False), dict(hidden=(128,), leak=0.0)
 
 
 def networks(arch, output_height, output_width, c_dim, y_dim, gf_dim, df_dim, gfc_dim, dfc_dim, spectral_norm):
@@ -223,6 +232,9 @@ def networks(arch, output_height, output_width, c_dim, y_dim, gf_dim, df_dim, gf
     if arch == "dcgan":
         return (UnconditionalGenerator(output_height, output_width, c_dim, gf_dim, name="generator"),
                 UnconditionalDiscriminator(df_dim, spectral_norm, name="discriminator"))
+    if arch == "curves":
+        return (MLPGenerator(output_height, output_width, c_dim, name="generator", **CURVES_G),
+                MLPDiscriminator(spectral_norm, name="discriminator", **CURVES_D))
     generator, discriminator = {"mlp": (MLPGenerator, MLPDiscriminator),
                                 "cs231n": (CS231NGenerator, CS231NDiscriminator)}[arch]
     return (generator(output_height, output_width, c_dim, name="generator"),
@@ -457,7 +469,7 @@ class ServingModule(tf.Module):
         return {"images": self.sample(z_from_seeds(seed, self.z_dim, self.z_dist), label)}
 
     def _generate_png(self, label, seed):
-        images = tf.cast(tf.round(self._generate(label, seed)["images"] * 255.0), tf.uint8)
+        images = tf.cast(tf.round(tf.clip_by_value(self._generate(label, seed)["images"], 0.0, 1.0) * 255.0), tf.uint8)
         return {"png_bytes": tf.map_fn(tf.io.encode_png, images, fn_output_signature=tf.string)}
 
     def _config(self):

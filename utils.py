@@ -129,7 +129,7 @@ def load_labelled_images(dataset, data_dir, download=True):
 
 def shuffled_batches(images, labels, batch_size, num_classes, seed, start_step=0):
     """Endless tf.data stream of (x in [0,1] [B,H,W,C], one-hot y) batches, reshuffled each epoch;
-    batches of x alone when labels is None. images: uint8 [N,H,W,C].
+    batches of x alone when labels is None. images: uint8 [N,H,W,C], or float32 taken as they are.
 
     The order of epoch e depends only on (seed, e), so a run resumed at start_step sees exactly
     the batches it would have seen had it never stopped.
@@ -143,8 +143,10 @@ def shuffled_batches(images, labels, batch_size, num_classes, seed, start_step=0
         keys = tf.random.stateless_uniform([n], seed=tf.stack([tf.cast(seed, tf.int64), epoch]))
         return tf.data.Dataset.from_tensor_slices(tf.argsort(keys)).batch(batch_size, drop_remainder=True)
 
+    scale = 1.0 / 255.0 if images.dtype == tf.uint8 else 1.0  # float data (the curves) as it is
+
     def gather(index):
-        x = tf.cast(tf.gather(images, index), tf.float32) / 255.0
+        x = tf.cast(tf.gather(images, index), tf.float32) * scale
         return x if labels is None else (x, tf.one_hot(tf.gather(labels, index), num_classes))
 
     first_epoch = start_step // steps_per_epoch
@@ -221,6 +223,7 @@ def read_images(paths, size, crop=None, channels=None, workers=None):
     check_memory(len(paths) * size[0] * size[1] * 3, f"{len(paths)} images of {size[1]}x{size[0]}")
     images, gray, kept, skipped = np.empty((len(paths), *size, 3), np.uint8), [], [], []
     progress = Progress(len(paths))
+    progress.update(0, "images read")  # the total at once, and rates from here on
     pool = concurrent.futures.ThreadPoolExecutor(workers or os.cpu_count())
     try:
         results = pool.map(try_read_image, paths, [size] * len(paths), [crop] * len(paths))
@@ -264,6 +267,22 @@ def check_memory(needed, what):
     if needed > 0.8 * available:
         raise DataError(f"{what} need {needed / 2 ** 30:.1f} GiB in memory and {available / 2 ** 30:.1f} GiB "
                         f"are available: use fewer (--train_size) or smaller (--output_height) images")
+
+
+# ---------------------------------------------------------------- the 1-D toy
+
+CURVE_POINTS = 15
+
+
+def curve_x():
+    return np.linspace(-1.0, 1.0, CURVE_POINTS, dtype=np.float32)
+
+
+def make_curves(n, seed):
+    """n "artist's curves" a*x^2 + (a - 1) on 15 points x evenly spaced in [-1, 1], a ~ U(1, 2), as
+    float32 [n, 1, 15, 1]: one-row, one-channel "images" for the networks and the data stream."""
+    a = np.random.default_rng(seed).uniform(1.0, 2.0, (n, 1)).astype(np.float32)
+    return (a * curve_x() ** 2 + (a - 1.0))[:, None, :, None]
 
 
 # ---------------------------------------------------------------- images

@@ -172,6 +172,25 @@ def plot_real_vs_fake(real, fake, path):
     return save_figure(fig, path)
 
 
+def plot_curves(real, fake, path, shown=24):
+    """The 1-D toy: generated curves over real ones ([N, ..., 15] each), between the family's bounds
+    a = 1 and a = 2, as a PNG."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    x = utils.curve_x()
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for a, style in ((1.0, ":"), (2.0, ":")):
+        ax.plot(x, a * x ** 2 + a - 1, "k" + style, linewidth=1)
+    for curves, colour, label in ((real, "0.6", "real"), (fake, "tab:red", "generated")):
+        for i, curve in enumerate(np.asarray(curves)[:shown].reshape(-1, len(x))):
+            ax.plot(x, curve, color=colour, linewidth=0.8, label=label if i == 0 else None)
+    ax.set(title="a*x^2 + (a - 1), a ~ U(1, 2): generated over real (dotted: a = 1 and a = 2)", xlabel="x",
+           ylabel="y")
+    ax.legend()
+    return save_figure(fig, path)
+
+
 def save_figure(fig, path):
     import matplotlib.pyplot as plt
     tmp = path + ".tmp.png"

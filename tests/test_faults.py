@@ -103,6 +103,8 @@ CATALOGUE = [
     ("conditional size the networks cannot draw", labelled_pictures, folder_args("--output_height=30"),
      "--arch dcgan (conditional): this generator draws sizes that are multiples of 4, not 30x30"),
     ("eval of an image folder", nothing, ["--eval", "--dataset=pictures"], "--eval and --eval_freq score with an MNIST"),
+    ("image flags for the curves", nothing, ["--dataset=curves", "--generate"],
+     "--dataset curves (15-point curves, not images) takes no image sizes, --arch, --generate"),
     ("missing data folder", nothing, ["--train", "--data_dir=nowhere"], "there is no folder nowhere/mnist"),
     ("truncated IDX file", truncated_idx, train_args("--train"), "train-images-idx3-ubyte is truncated"),
     ("wrong magic number", wrong_magic, train_args("--train"), "wrong magic number 504b0304"),
