@@ -424,12 +424,12 @@ def check_count(n, at_least):
 
 
 def load_image_folder(config, limit, at_least):
-    from model import generator_class
     folder = os.path.join(FLAGS.data_dir, config["dataset"])
     paths, labels, names = utils.list_image_folder(folder, config["input_fname_pattern"])
     if config["class_names"] is not None and (names or []) != config["class_names"]:
         raise DCGANError(f"the classes in {folder} ({', '.join(names or ['none'])}) are not the run's "
                          f"({', '.join(config['class_names']) or 'none'}): use another --out_name")
+    from model import generator_class
     try:  # before the long part: a size the networks cannot draw
         generator_class(config["arch"], len(names or [])).check_size(config["output_height"], config["output_width"])
     except ValueError as e:
@@ -680,7 +680,8 @@ def main(argv):
     run = Run(run_config())
     # A new image folder run learns its channels and classes from its images.
     data = load_training_data(run.config) if FLAGS.train else None
-    if run.config["y_dim"] is None:
+    # Before TensorFlow loads: a mistyped name or a forgotten --train is answered at once.
+    if not FLAGS.train and not os.path.exists(os.path.join(run.checkpoints, "checkpoint")):
         raise DCGANError(f"no checkpoint in {run.checkpoints}: train first with --train")
     names = class_names(run.config) if run.config["y_dim"] else []
     labels = labels_asked(names) if FLAGS.generate else None

@@ -11,7 +11,6 @@ import threading
 import time
 
 import numpy as np
-import tensorflow as tf
 from PIL import Image, ImageOps
 
 MNIST_FILES = {
@@ -134,6 +133,7 @@ def shuffled_batches(images, labels, batch_size, num_classes, seed, start_step=0
     The order of epoch e depends only on (seed, e), so a run resumed at start_step sees exactly
     the batches it would have seen had it never stopped.
     """
+    import tensorflow as tf  # here, not at the top: a command that stops on a bad flag or file need not load it
     n = len(images)
     steps_per_epoch = n // batch_size
     images = tf.constant(images)
@@ -222,8 +222,7 @@ def read_images(paths, size, crop=None, channels=None, workers=None):
     that names them. channels 1 or 3; None: 1 if every file is grayscale, else 3."""
     check_memory(len(paths) * size[0] * size[1] * 3, f"{len(paths)} images of {size[1]}x{size[0]}")
     images, gray, kept, skipped = np.empty((len(paths), *size, 3), np.uint8), [], [], []
-    progress = Progress(len(paths))
-    progress.update(0, "images read")  # the total at once, and rates from here on
+    progress = Progress(len(paths), warmup=False)
     pool = concurrent.futures.ThreadPoolExecutor(workers or os.cpu_count())
     try:
         results = pool.map(try_read_image, paths, [size] * len(paths), [crop] * len(paths))
@@ -351,18 +350,18 @@ def save_gif(frames, path, duration_ms=80):
 class Progress:
     """One status line for long loops: rewritten in place on a terminal, else printed every `every` s."""
 
-    def __init__(self, total, start=0, every=30.0, stream=None):
+    def __init__(self, total, start=0, every=30.0, stream=None, warmup=True):
         self.clock = time.perf_counter
         self.stream = stream or sys.stdout
         self.tty = self.stream.isatty()
         self.total, self.start, self.every = total, start, every
         self.t0 = self.clock()
-        self.first = True
+        self.first = warmup
         self.last = float("-inf")  # the first update always shows
 
     def update(self, done, text="", force=False):
         now = self.clock()
-        if self.first:  # the first step includes tracing and warm-up: time from its end
+        if self.first:  # a first training step includes tracing and warm-up: time from its end
             self.first, self.start, self.t0 = False, done, now
         if not (force or self.tty or now - self.last >= self.every):
             return

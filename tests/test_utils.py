@@ -143,3 +143,14 @@ def test_progress_prints_rate_and_eta(capsys):
     lines = stream.getvalue().splitlines()
     assert len(lines) == 2 and lines[0].startswith("3/10 loss 1.0 |") and "ETA" in lines[1]
     assert lines[0].endswith("ETA ?")  # no rate is known after the first (warm-up) step
+
+
+def test_progress_without_warmup_times_from_the_start():
+    import io
+    stream = io.StringIO()
+    clock = iter([0.0, 2.0])
+    progress = utils.Progress(total=10, stream=stream, warmup=False)
+    progress.clock = lambda: next(clock)
+    progress.t0 = progress.clock()
+    progress.update(4, "images read")
+    assert stream.getvalue().startswith("4/10 images read | 2.00 it/s ETA 0m03s")
