@@ -22,7 +22,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # as main.py: see there
 import keras
 import numpy as np
 import tensorflow as tf
-from absl import app, flags
+from absl import app, flags, logging
 
 from evaluate import cpu_model
 from model import DCGAN, export_savedmodel
@@ -76,6 +76,7 @@ def seconds_per_call(fn, calls, warmup):
 
 
 def main(_):
+    logging.set_verbosity(logging.WARNING)  # no notes from the SavedModel writer
     keras.utils.set_random_seed(0)
     dcgan = DCGAN(g_steps=FLAGS.g_steps)
     dcgan.compile(d_optimizer=keras.optimizers.Adam(2e-4, beta_1=0.5),

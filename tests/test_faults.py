@@ -191,7 +191,7 @@ def test_kill_9_at_random_points_then_resume(tmp_path):
     ckpt = tmp_path / "checkpoints" / RUN
     rng = random.Random(0)
     resumed_from = []
-    for _ in range(3):
+    for _ in range(2):
         before = latest_step(ckpt)
         proc = start(args, tmp_path)
         # Once a new checkpoint is published, kill at a random moment within the next few steps:
@@ -291,7 +291,8 @@ def test_resume_takes_the_learning_rate_given_now(tmp_path):
 def test_same_seed_gives_the_same_losses(tmp_path):
     mnist(tmp_path)
     losses = {}
-    for name, seed in (("a", 3), ("b", 3), ("c", 4)):
+    # (That another seed gives other losses is tested in-process, in test_model.)
+    for name, seed in (("a", 3), ("b", 3)):
         args = ["--dataset=mnist", "--data_dir=data", "--batch_size=32", f"--seed={seed}", *TINY_FLAGS,
                 "--train", "--epoch=1", f"--out_name={name}"]
         assert run_main(args, tmp_path)[0] == 0
@@ -299,4 +300,3 @@ def test_same_seed_gives_the_same_losses(tmp_path):
         losses[name] = np.concatenate([values["d_loss"], values["g_loss"]])
     # Two processes on one machine run the same kernels; a tolerance still spares threading's rounding.
     np.testing.assert_allclose(losses["a"], losses["b"], rtol=1e-4, atol=1e-6)
-    assert not np.allclose(losses["a"], losses["c"], rtol=1e-2)
