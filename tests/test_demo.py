@@ -17,6 +17,9 @@ import utils
 from conftest import ROOT, TINY_FLAGS, TINY
 from model import DCGAN, ExportedGenerator, export_savedmodel, generate
 
+# Its module-scoped fixtures are costly: the whole file runs on one xdist worker.
+pytestmark = pytest.mark.xdist_group("demo")
+
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 
 

@@ -7,6 +7,9 @@ import pytest
 import evaluate
 from conftest import bar_digits
 
+# Its module-scoped fixtures are costly: the whole file runs on one xdist worker.
+pytestmark = pytest.mark.xdist_group("evaluate")
+
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):

@@ -6,6 +6,9 @@ import tensorflow as tf
 from conftest import TINY, bar_digits
 from model import DCGAN, ExportedGenerator, export_savedmodel, generate, z_from_seeds
 
+# Its module-scoped fixtures are costly: the whole file runs on one xdist worker.
+pytestmark = pytest.mark.xdist_group("model")
+
 
 def compiled(learning_rate=2e-4, **kwargs):
     dcgan = DCGAN(**{**TINY, **kwargs})

@@ -14,6 +14,9 @@ import pytest
 from conftest import TINY
 from model import DCGAN, export_savedmodel
 
+# Its module-scoped fixtures are costly: the whole file runs on one xdist worker.
+pytestmark = pytest.mark.xdist_group("serving")
+
 CLI = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
 
 
