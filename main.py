@@ -174,11 +174,7 @@ def _plain_name(name):
 @flags.multi_flags_validator(["dataset", "labels"],
                              message=f"--labels must be 'all' or comma-separated integers in 0..{NUM_CLASSES - 1}")
 def _valid_labels(f):
-    return f["dataset"] not in MNIST_LIKE or parse_labels(f["labels"], digit_names(NUM_CLASSES)) is not None
-
-
-def digit_names(n):
-    return [str(k) for k in range(n)]
+    return f["dataset"] not in MNIST_LIKE or parse_labels(f["labels"], utils.digit_names(NUM_CLASSES)) is not None
 
 
 def parse_labels(text, class_names):
@@ -241,7 +237,7 @@ def run_config():
 
 def class_names(config):
     """The run's class names ([] when unconditional); MNIST runs' are its digits."""
-    return config.get("class_names") or digit_names(config["y_dim"])
+    return config.get("class_names") or utils.digit_names(config["y_dim"])
 
 
 def run_name(config):
@@ -667,7 +663,7 @@ def main(argv):
         raise DCGANError(f"unexpected arguments: {' '.join(argv[1:])} (flags take the form --name=value)")
     if FLAGS.generate and FLAGS.from_savedmodel:
         exported = load_savedmodel(FLAGS.from_savedmodel)
-        names = exported.class_names if exported.y_dim else []
+        names = exported.class_names
         write_generated(exported, labels_asked(names), names, os.path.join(FLAGS.sample_dir, run_name(run_config())))
         return
     if FLAGS.demo and FLAGS.from_savedmodel:
@@ -683,7 +679,7 @@ def main(argv):
     # Before TensorFlow loads: a mistyped name or a forgotten --train is answered at once.
     if not FLAGS.train and not os.path.exists(os.path.join(run.checkpoints, "checkpoint")):
         raise DCGANError(f"no checkpoint in {run.checkpoints}: train first with --train")
-    names = class_names(run.config) if run.config["y_dim"] else []
+    names = class_names(run.config)
     labels = labels_asked(names) if FLAGS.generate else None
     dcgan = build_model(run.config)
     manager = checkpoint_manager(dcgan, run)

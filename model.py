@@ -16,7 +16,7 @@ from keras import layers, ops
 
 from ops import (SpectralNorm, batch_norm, concat, conv2d, conv_cond_concat, conv_out_size_same, deconv2d,
                  deconv_to, dense, linear, lrelu)
-from utils import save_json, to_uint8
+from utils import digit_names, save_json, to_uint8
 
 # Grappler's remapper fails on the discriminator's lrelu gradient (it logs an error and falls back);
 # without it the training step also runs about 5% faster on CPU.
@@ -424,7 +424,7 @@ class ServingModule(tf.Module):
         self.non_trainable_weights = [tf.Variable(tf.identity(value), name=w.path, trainable=False)
                                       for w, value in zip(dcgan.generator.non_trainable_variables, non_trainable)]
         self.z_dim, self.y_dim, self.z_dist = dcgan.z_dim, dcgan.y_dim, dcgan.z_dist
-        self.class_names = list(class_names) or [str(k) for k in range(self.y_dim)]  # MNIST's: the digits
+        self.class_names = list(class_names) or digit_names(self.y_dim)
         self.constants = {"z_dim": dcgan.z_dim, "y_dim": dcgan.y_dim, "step": step,
                           "height": dcgan.generator.output_height, "width": dcgan.generator.output_width,
                           "channels": dcgan.generator.c_dim}
@@ -515,7 +515,7 @@ class ExportedGenerator:
         self.z_dist = config["z_dist"].decode()
         # Exports from before class names were stored are MNIST-like: their classes are the digits.
         names = [name.decode() for name in config.get("class_names", [])]
-        self.class_names = names or [str(k) for k in range(self.y_dim)]
+        self.class_names = names or digit_names(self.y_dim)
 
     def sample(self, z, label=None):
         z = tf.convert_to_tensor(z, tf.float32)

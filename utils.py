@@ -157,6 +157,11 @@ def shuffled_batches(images, labels, batch_size, num_classes, seed, start_step=0
             .prefetch(tf.data.AUTOTUNE))
 
 
+def digit_names(n):
+    """Class names of a dataset whose classes are its indices (MNIST's digits)."""
+    return [str(k) for k in range(n)]
+
+
 # ---------------------------------------------------------------- image folders
 
 def list_image_folder(folder, pattern):

@@ -14,6 +14,7 @@ At the end of training, and with --plot, the G and D losses (read back from the 
 logs, so that a resumed run's curve is whole) and real against generated images, as in the PyTorch
 DCGAN tutorial.
 """
+import functools
 import glob
 import os
 
@@ -49,8 +50,7 @@ def visualize(sample, z_dim, z_dist, y_dim, option, folder, seed):
         """z of a grid of random samples, rows x COLUMNS: a conditional model's rows share theirs."""
         return np.tile(random_z(COLUMNS), (rows, 1)) if y_dim else random_z(rows * COLUMNS)
 
-    def draw(z, labels, columns):
-        return grid(sample, z, labels, columns)
+    draw = functools.partial(grid, sample)
 
     written = []
     if option == 0:
@@ -144,10 +144,7 @@ def plot_losses(log_dir, path, title):
     series = read_scalars(log_dir)
     if not any(len(steps) for steps, _ in series.values()):
         return None
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(10, 5))
+    fig, ax = pyplot().subplots(figsize=(10, 5))
     for tag, label in (("g_loss", "G"), ("d_loss", "D")):
         steps, values = series[tag]
         ax.plot(steps, values, label=label, linewidth=0.8)
@@ -158,10 +155,7 @@ def plot_losses(log_dir, path, title):
 
 def plot_real_vs_fake(real, fake, path):
     """Real images beside generated ones (float [N, H, W, C] in [0, 1]), as a PNG."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2, figsize=(12, 6.5))
+    fig, axes = pyplot().subplots(1, 2, figsize=(12, 6.5))
     for ax, images, title in ((axes[0], real, "Real images"), (axes[1], fake, "Fake images")):
         n = min(len(images), COLUMNS * COLUMNS)
         columns = min(n, COLUMNS)
@@ -175,11 +169,8 @@ def plot_real_vs_fake(real, fake, path):
 def plot_curves(real, fake, path, shown=24):
     """The 1-D toy: generated curves over real ones ([N, ..., 15] each), between the family's bounds
     a = 1 and a = 2, as a PNG."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     x = utils.curve_x()
-    fig, ax = plt.subplots(figsize=(8, 5))
+    fig, ax = pyplot().subplots(figsize=(8, 5))
     for a, style in ((1.0, ":"), (2.0, ":")):
         ax.plot(x, a * x ** 2 + a - 1, "k" + style, linewidth=1)
     for curves, colour, label in ((real, "0.6", "real"), (fake, "tab:red", "generated")):
@@ -191,10 +182,17 @@ def plot_curves(real, fake, path, shown=24):
     return save_figure(fig, path)
 
 
-def save_figure(fig, path):
+def pyplot():
+    """matplotlib.pyplot drawing to files (no display needed), imported only when a plot is made."""
+    import matplotlib
+    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    return plt
+
+
+def save_figure(fig, path):
     tmp = path + ".tmp.png"
     fig.savefig(tmp, dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    pyplot().close(fig)
     os.replace(tmp, path)
     return path
