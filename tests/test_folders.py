@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
-from PIL import Image
+from PIL import Image, ImageSequence
 
 import utils
 import visualize
@@ -195,7 +195,9 @@ def test_each_visualize_option_writes_its_files(tmp_path, y_dim):
         assert set(os.listdir(folder)) == files | sheet == {os.path.basename(p) for p in paths}
     assert Image.open(tmp_path / "1" / "sweep_dim000.png").size == (visualize.STEPS * 16, rows * 16)
     gif = Image.open(tmp_path / "2" / "random_dim000.gif")
-    assert gif.size == (visualize.COLUMNS * 16, rows * 16) and gif.n_frames > 1  # (Pillow merges equal frames)
+    assert gif.size == (visualize.COLUMNS * 16, rows * 16)
+    # Pillow merges equal frames (an untrained G may draw some alike) and adds up their durations.
+    assert sum(frame.info["duration"] for frame in ImageSequence.Iterator(gif)) == (2 * visualize.STEPS - 2) * 80
     assert Image.open(tmp_path / "3" / "zero_dim005.gif").size == (16, (y_dim or 1) * 16)
     assert Image.open(tmp_path / "4" / "all_dims.gif").size == (3 * 16, 2 * 16)  # 6 dimensions, 3 a row
 
