@@ -24,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags, logging
 
+import distribute
 from evaluate import cpu_model
 from model import DCGAN, export_savedmodel
 
@@ -83,14 +84,16 @@ def main(_):
                   g_optimizer=keras.optimizers.Adam(2e-4, beta_1=0.5))
     n = FLAGS.batch_size
     batch = (tf.random.uniform((n, 28, 28, 1)), tf.one_hot(tf.random.uniform((n,), 0, 10, tf.int32), 10))
-    step = tf.function(dcgan.train_step)
+    # The step as main.py runs it: through tf.distribute (the default strategy: one device) on a tf.data stream.
+    batches, step = distribute.distributed_step(tf.distribute.get_strategy(), dcgan.train_step,
+                                                tf.data.Dataset.from_tensors(batch).repeat())
     step_flops = graph_flops(dcgan.train_step, (tf.TensorSpec((n, 28, 28, 1)), tf.TensorSpec((n, 10))))
     g_flops = graph_flops(lambda z, y: dcgan.generator(z, y), tf.TensorSpec((1, dcgan.z_dim)), tf.TensorSpec((1, 10)))
     d_flops = graph_flops(lambda x, y: dcgan.discriminator(x, y), tf.TensorSpec((1, 28, 28, 1)),
                           tf.TensorSpec((1, 10)))
     ceiling = matmul_ceiling()
     # A host read per step, as the training loop does.
-    step_s = seconds_per_call(lambda: float(step(batch)["d_loss"]), FLAGS.steps, FLAGS.warmup)
+    step_s = seconds_per_call(lambda: float(step(next(batches), 0)[0]["d_loss"]), FLAGS.steps, FLAGS.warmup)
 
     with tempfile.TemporaryDirectory() as folder:
         serve = tf.saved_model.load(export_savedmodel(dcgan, os.path.join(folder, "1"))).signatures["serving_default"]

@@ -16,6 +16,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import sys
 import time
 
@@ -29,6 +30,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 import numpy as np
 from absl import app, flags, logging
 
+import distribute
 import utils
 from utils import DCGANError
 
@@ -128,6 +130,15 @@ flags.DEFINE_float("ema_decay", 0.999, "Sample, evaluate and export with an expo
 flags.DEFINE_boolean("raw_weights", False, "Sample, evaluate and export with the generator's raw weights rather "
                      "than their moving average (the average never changes training, so this gives the original "
                      "recipe's samples from a run trained with the default --ema_decay).")
+flags.DEFINE_enum("strategy", "auto", list(distribute.STRATEGIES), "Training: auto (one device, or all GPUs when "
+                  "there are several), one_device, mirrored (every GPU of this machine, or --logical_cpus) or "
+                  "multi_worker (the machines in TF_CONFIG). --batch_size is the global batch.")
+flags.DEFINE_integer("logical_cpus", 1, "With --strategy mirrored: split the CPU into this many devices (to try "
+                     "data parallelism without GPUs).", lower_bound=1)
+flags.DEFINE_integer("worker_wait", 300, "With --strategy multi_worker: seconds to wait for every worker to join.",
+                     lower_bound=1)
+flags.DEFINE_boolean("sync_batch_norm", False, "With several replicas: batch-norm statistics over the global batch "
+                     "(one all-reduce per layer and call) instead of each replica's own, as the original per GPU.")
 flags.DEFINE_integer("gf_dim", 64, "Generator filters in the first deconv layer's output.", lower_bound=1)
 flags.DEFINE_integer("df_dim", 64, "Discriminator filters in the second conv layer.", lower_bound=1)
 flags.DEFINE_integer("gfc_dim", 1024, "Generator fully connected units.", lower_bound=1)
@@ -296,16 +307,24 @@ class Run:
         utils.save_json(self.config, self.config_path)
 
 
-def build_model(config):
+def build_model(config, strategy=None):
+    """The run's DCGAN with its optimisers, its variables placed by strategy (default: one device)."""
     import keras
+    import tensorflow as tf
     from model import DCGAN
     keras.utils.set_random_seed(config["seed"])
+    with (strategy or tf.distribute.get_strategy()).scope():
+        return compiled_model(config)
+
+
+def compiled_model(config):
+    from model import DCGAN
     dcgan = DCGAN(y_dim=config["y_dim"], z_dim=config["z_dim"], output_height=config["output_height"],
                   output_width=config["output_width"], c_dim=config["c_dim"], gf_dim=config["gf_dim"],
                   df_dim=config["df_dim"], gfc_dim=config["gfc_dim"], dfc_dim=config["dfc_dim"],
                   z_dist=config["z_dist"], g_steps=FLAGS.g_steps, seed=config["seed"],
                   ema_decay=config["ema_decay"], arch=config["arch"], loss=config["loss"],
-                  spectral_norm=config["spectral_norm"])
+                  spectral_norm=config["spectral_norm"], sync_batch_norm=FLAGS.sync_batch_norm)
     dcgan.compile(d_optimizer=adam(), g_optimizer=adam())
     dcgan.sample_average = not FLAGS.raw_weights
     return dcgan
@@ -317,25 +336,27 @@ def adam():
     return keras.optimizers.Adam(FLAGS.learning_rate, beta_1=FLAGS.beta1, epsilon=1e-8)
 
 
-def checkpoint_manager(dcgan, run):
+def checkpoint_manager(dcgan, run, folder=None):
+    """The manager of the run's checkpoints, written to folder (default: the run's checkpoint folder)."""
     import tensorflow as tf
     averaged = {"average": dcgan.average} if dcgan.average else {}
     checkpoint = tf.train.Checkpoint(generator=dcgan.generator, discriminator=dcgan.discriminator,
-                                     g_optimizer=dcgan.g_optimizer, d_optimizer=dcgan.d_optimizer,
-                                     noise=dcgan.noise, **averaged)
+                                     g_optimizer=dcgan.g_optimizer, d_optimizer=dcgan.d_optimizer, **averaged)
+    folder = folder or run.checkpoints
     # The manager publishes a checkpoint by rewriting the small 'checkpoint' index file atomically
     # after the data is written, so a kill mid-save leaves the previous checkpoint as the latest.
     # What such a kill leaves behind is a '<prefix>_temp' folder, cleared here.
-    for leftover in glob.glob(os.path.join(glob.escape(run.checkpoints), "ckpt-*_temp")):
+    for leftover in glob.glob(os.path.join(glob.escape(folder), "ckpt-*_temp")):
         shutil.rmtree(leftover, ignore_errors=True)
-    return tf.train.CheckpointManager(checkpoint, run.checkpoints, max_to_keep=FLAGS.max_to_keep,
+    return tf.train.CheckpointManager(checkpoint, folder, max_to_keep=FLAGS.max_to_keep,
                                       checkpoint_name="ckpt")
 
 
-def restore(manager, required):
-    """Loads the latest checkpoint into the model; returns whether there was one."""
+def restore(manager, required, folder=None):
+    """Loads the latest checkpoint of folder (default: the manager's) into the model; returns whether
+    there was one. Every worker of a multi-worker run restores the chief's."""
     import tensorflow as tf
-    path = manager.latest_checkpoint
+    path = tf.train.latest_checkpoint(folder or manager.directory)
     if path is None:
         if required:
             raise DCGANError(f"no checkpoint in {manager.directory}: train first with --train")
@@ -444,32 +465,47 @@ def load_image_folder(config, limit, at_least):
     return images, None if labels is None else labels[order][kept]
 
 
-def train(dcgan, manager, run, data):
+def trained_steps(dcgan):
+    return int(dcgan.step.numpy())
+
+
+def train(dcgan, manager, run, data, strategy):
+    """Trains to --epoch epochs. With several workers every one runs this; only the chief writes the
+    run's files, and a stop (signal, non-finite loss) on any worker stops all at the same step."""
     import tensorflow as tf
     images, labels = data
     steps_per_epoch = len(images) // FLAGS.batch_size
     total = FLAGS.epoch * steps_per_epoch
-    start = int(dcgan.step)
-    run.save_config()
+    start = trained_steps(dcgan)
+    chief = distribute.is_chief(strategy)
+    if chief:
+        run.save_config()
     if start >= total:
         print(f"Run '{run.name}' already trained {start} steps ({FLAGS.epoch} epochs); raise --epoch to go on.")
         return
-    print(f"Training on {len(images)} images, {steps_per_epoch} steps per epoch, steps {start}..{total}")
-    batches = iter(utils.shuffled_batches(images, labels, FLAGS.batch_size, dcgan.y_dim,
-                                          run.config["seed"], start))
-    train_step = tf.function(dcgan.train_step)
+    replicas = strategy.num_replicas_in_sync
+    if FLAGS.batch_size % replicas:
+        raise DCGANError(f"--batch_size {FLAGS.batch_size} does not split evenly over {replicas} replicas")
+    print(f"Training on {len(images)} images, {steps_per_epoch} steps per epoch, steps {start}..{total}"
+          + (f", {replicas} replicas of {FLAGS.batch_size // replicas} images" if replicas > 1 else ""))
+    batches, train_step = distribute.distributed_step(
+        strategy, dcgan.train_step,
+        utils.shuffled_batches(images, labels, FLAGS.batch_size, dcgan.y_dim, run.config["seed"], start))
     sample_z, sample_y = fixed_samples(run.config, dcgan.z_dim)
-    os.makedirs(run.samples, exist_ok=True)
+    if chief:
+        os.makedirs(run.samples, exist_ok=True)
     progress = utils.Progress(total, start)
-    reference = load_eval_reference() if FLAGS.eval_freq else None
+    reference = load_eval_reference() if FLAGS.eval_freq and chief else None
     quality = ""
+    writer = tf.summary.create_file_writer(run.logs) if chief else tf.summary.create_noop_writer()
     waited, started = 0.0, time.perf_counter()  # time the loop waited for input: the pipeline keeps up?
-    with tf.summary.create_file_writer(run.logs).as_default(), utils.StopSignals() as stop:
+    with writer.as_default(), utils.StopSignals() as stop:
         for step in range(start + 1, total + 1):
             before = time.perf_counter()
             batch = next(batches)
             waited += time.perf_counter() - before
-            logs = {k: float(v) for k, v in train_step(batch).items()}
+            logs, stop_request = train_step(batch, tf.constant(int(stop.signal or 0)))
+            logs, stop_request = {k: float(v) for k, v in logs.items()}, int(stop_request)
             if not all(np.isfinite(list(logs.values()))):
                 kept = manager.latest_checkpoint or "none was written yet"
                 raise DCGANError(f"non-finite loss at step {step} ({format_logs(logs)}); nothing of this step "
@@ -481,18 +517,27 @@ def train(dcgan, manager, run, data):
                 quality = log_quality(evaluate_model(dcgan, reference), step)
             progress.update(step, f"epoch {epoch + 1}/{FLAGS.epoch} {format_logs(logs)}{quality}",
                             force=bool(quality) and step % FLAGS.eval_freq == 0)
-            if step % FLAGS.sample_freq == 0 or step == total:
-                write_samples(dcgan, run, sample_z, sample_y, batch, step, f"train_{epoch:02d}_{batch_index:04d}.png")
-            if step % FLAGS.ckpt_freq == 0 or step == total or stop.signal:
+            if chief and (step % FLAGS.sample_freq == 0 or step == total):
+                write_samples(dcgan, run, sample_z, sample_y, local_batch(strategy, batch), step,
+                              f"train_{epoch:02d}_{batch_index:04d}.png")
+            if step % FLAGS.ckpt_freq == 0 or step == total or stop_request:
                 save_checkpoint(manager, step)
-            if stop.signal:
+            if stop_request:
                 progress.close()
-                raise Stopped(stop.signal, f"stopped by {stop.signal.name} at step {step}; saved "
-                                           f"{manager.latest_checkpoint}. Run the same command to resume.")
+                by = stop.signal.name if stop.signal else "a signal to another worker"
+                raise Stopped(stop.signal or signal.SIGTERM, f"stopped by {by} at step {step}; saved "
+                                                            f"{manager.latest_checkpoint}. Run the same command to resume.")
     progress.close()
     print(f"Done: {total} steps. Checkpoint {manager.latest_checkpoint}, samples in {run.samples}. "
           f"Waiting for input took {100 * waited / (time.perf_counter() - started):.1f} % of the time.")
-    write_plots(dcgan, run, batch)
+    if chief:
+        write_plots(dcgan, run, local_batch(strategy, batch))
+
+
+def local_batch(strategy, batch):
+    """The first replica's part of a distributed batch (the whole batch on one device)."""
+    import tensorflow as tf
+    return tf.nest.map_structure(lambda part: strategy.experimental_local_results(part)[0], batch)
 
 
 class Stopped(DCGANError):
@@ -562,7 +607,7 @@ def real_batch(dcgan, config):
 
 def export(dcgan, run):
     from model import export_savedmodel
-    step = int(dcgan.step)
+    step = trained_steps(dcgan)
     path = export_savedmodel(dcgan, os.path.join(run.exports, str(step)), step, run.config.get("class_names") or ())
     print(f"Exported SavedModel to {path}")
     return path
@@ -570,7 +615,7 @@ def export(dcgan, run):
 
 def current_export(dcgan, run):
     """The export of the checkpoint's step, written if there is none yet."""
-    path = os.path.join(run.exports, str(int(dcgan.step)))
+    path = os.path.join(run.exports, str(trained_steps(dcgan)))
     return path if os.path.exists(os.path.join(path, "saved_model.pb")) else export(dcgan, run)
 
 
@@ -674,6 +719,13 @@ def main(argv):
         write_eval(exported, os.path.join(FLAGS.sample_dir, run_name(run_config())), exported.step)
         return
     run = Run(run_config())
+    if FLAGS.train and FLAGS.strategy == "multi_worker" and not os.path.exists(run.config_path) \
+            and not FLAGS["seed"].present:
+        raise DCGANError("a new multi-worker run needs --seed: every worker must draw the same data order and z")
+    # Devices and the cluster are set up before anything else starts TensorFlow's runtime.
+    strategy = None
+    if FLAGS.train and FLAGS.strategy != "auto":
+        strategy = distribute.make_strategy(FLAGS.strategy, FLAGS.logical_cpus, FLAGS.worker_wait)
     # A new image folder run learns its channels and classes from its images.
     data = load_training_data(run.config) if FLAGS.train else None
     # Before TensorFlow loads: a mistyped name or a forgotten --train is answered at once.
@@ -681,18 +733,27 @@ def main(argv):
         raise DCGANError(f"no checkpoint in {run.checkpoints}: train first with --train")
     names = class_names(run.config)
     labels = labels_asked(names) if FLAGS.generate else None
-    dcgan = build_model(run.config)
-    manager = checkpoint_manager(dcgan, run)
-    restore(manager, required=not FLAGS.train)
+    if FLAGS.train and strategy is None:
+        strategy = distribute.make_strategy("auto")
+    dcgan = build_model(run.config, strategy)
     if FLAGS.train:
-        train(dcgan, manager, run, data)
+        folder = distribute.worker_folder(run.checkpoints, strategy)
+        manager = checkpoint_manager(dcgan, run, folder)
+        restore(manager, required=False, folder=run.checkpoints)
+        train(dcgan, manager, run, data, strategy)
+        if folder != run.checkpoints:  # a worker's scratch copies: the chief's checkpoints are the run's
+            shutil.rmtree(folder, ignore_errors=True)
+            return
+    else:
+        manager = checkpoint_manager(dcgan, run)
+        restore(manager, required=True)
     if FLAGS.generate:
         write_generated(dcgan, labels, names, run.samples)
     if FLAGS.eval:
-        write_eval(dcgan, run.samples, int(dcgan.step))
+        write_eval(dcgan, run.samples, trained_steps(dcgan))
     if not (FLAGS.train or FLAGS.generate or FLAGS.eval or FLAGS.demo or FLAGS.plot):
         os.makedirs(run.samples, exist_ok=True)
-        path = os.path.join(run.samples, f"test_{int(dcgan.step):06d}.png")
+        path = os.path.join(run.samples, f"test_{trained_steps(dcgan):06d}.png")
         real = utils.make_curves(FLAGS.batch_size, run.config["seed"]) if run.config["dataset"] == CURVES else None
         save_samples(dcgan, run.config, *fixed_samples(run.config, dcgan.z_dim), real, path)
         print(f"Wrote {path}")

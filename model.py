@@ -244,27 +244,43 @@ def networks(arch, output_height, output_width, c_dim, y_dim, gf_dim, df_dim, gf
 Z_UNIFORM_RANGES = {"uniform_signed": (-1.0, 1.0), "uniform_unsigned": (0.0, 1.0)}
 
 
+def draw_z(shape, key, z_dist):
+    """z of this shape from a stateless RNG keyed by key (two int64): the same key, the same z."""
+    if z_dist == "normal":
+        return tf.random.stateless_normal(shape, key)
+    low, high = Z_UNIFORM_RANGES[z_dist]
+    return tf.random.stateless_uniform(shape, key, low, high)
+
+
 def z_from_seeds(seeds, z_dim, z_dist):
-    """One z per integer seed from a stateless RNG: a seed gives the same z in Python, on the command
-    line and inside an exported SavedModel, whatever else is in the batch."""
+    """One z per integer seed: a seed gives the same z in Python, on the command line and inside an
+    exported SavedModel, whatever else is in the batch."""
     def one(seed):
-        key = tf.stack([seed, tf.constant(0, tf.int64)])
-        if z_dist == "normal":
-            return tf.random.stateless_normal([z_dim], key)
-        low, high = Z_UNIFORM_RANGES[z_dist]
-        return tf.random.stateless_uniform([z_dim], key, low, high)
+        return draw_z([z_dim], tf.stack([seed, tf.constant(0, tf.int64)]), z_dist)
     return tf.map_fn(one, tf.cast(seeds, tf.int64), fn_output_signature=tf.float32)
 
 
+def replica():
+    """(replicas in sync, this replica's index): (1, 0) outside tf.distribute."""
+    context = tf.distribute.get_replica_context()
+    return (context.num_replicas_in_sync, context.replica_id_in_sync_group) if context else (1, 0)
+
+
+def global_mean(values):
+    """This replica's share of the mean over the global batch: summed over replicas (as tf.distribute
+    sums gradients, and the training loop the logs) it is the mean over every replica's examples."""
+    return tf.reduce_mean(values) / replica()[0]
+
+
 def adversarial_loss(loss, scores, target):
-    """Mean loss of D's raw scores against the target 1 (real) or 0 (fake).
+    """Mean loss of D's raw scores against the target 1 (real) or 0 (fake), over the global batch.
 
     gan: sigmoid cross-entropy (the original's; G's loss against 1 is the non-saturating one).
     lsgan: least squares, half the mean squared distance (Mao et al. 2017, CS231N's ls_*_loss)."""
     if loss == "lsgan":
-        return 0.5 * tf.reduce_mean(tf.square(scores - target))
+        return 0.5 * global_mean(tf.square(scores - target))
     labels = tf.fill(tf.shape(scores), target)
-    return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=scores))
+    return global_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=scores))
 
 
 class WeightAverage(tf.Module):
@@ -294,17 +310,26 @@ class DCGAN(keras.Model):
     """Generator and discriminator trained together: per batch, one D update, then g_steps G updates.
 
     The training step counter is the discriminator optimiser's iteration count (D is updated
-    exactly once per step), so it is saved and restored with the optimiser state.
+    exactly once per step), so it is saved and restored with the optimiser state. The step's z is
+    drawn from (seed, step): a resumed run draws the same z, whatever the number of replicas.
+
+    Under tf.distribute each replica runs train_step on its share of the global batch: losses are
+    averaged over the global batch (replicas' gradients are summed), and the logs it returns are
+    this replica's shares, to be summed over replicas. Batch-norm statistics are per replica unless
+    sync_batch_norm.
     """
 
     def __init__(self, y_dim=10, z_dim=100, output_height=28, output_width=28, c_dim=1, gf_dim=64,
                  df_dim=64, gfc_dim=1024, dfc_dim=1024, z_dist="uniform_signed", g_steps=2, seed=0,
-                 ema_decay=0.0, arch="dcgan", loss="gan", spectral_norm=False, **kwargs):
+                 ema_decay=0.0, arch="dcgan", loss="gan", spectral_norm=False, sync_batch_norm=False, **kwargs):
         super().__init__(**kwargs)
         self.y_dim, self.z_dim, self.z_dist, self.g_steps, self.loss = y_dim, z_dim, z_dist, g_steps, loss
+        self.seed = seed
         self.generator, self.discriminator = networks(arch, output_height, output_width, c_dim, y_dim, gf_dim,
                                                       df_dim, gfc_dim, dfc_dim, spectral_norm)
-        self.noise = tf.random.Generator.from_seed(seed)
+        for layer in self._flatten_layers():  # a switch read at call time, the same weights either way
+            if isinstance(layer, layers.BatchNormalization):
+                layer.synchronized = sync_batch_norm
         y = self.one_hot(ops.zeros((1,), "int32"))
         self.generator(ops.zeros((1, z_dim)), y)
         self.discriminator(ops.zeros((1, output_height, output_width, c_dim)), y)
@@ -327,11 +352,16 @@ class DCGAN(keras.Model):
         """The label as the networks take it: one-hot, or None for an unconditional model."""
         return tf.one_hot(label, self.y_dim) if self.y_dim else None
 
-    def sample_z(self, n):
-        shape = tf.stack([n, self.z_dim])
-        if self.z_dist == "normal":
-            return self.noise.normal(shape)
-        return self.noise.uniform(shape, *Z_UNIFORM_RANGES[self.z_dist])
+    def sample_z(self, n, key=-1):
+        """n z vectors drawn from (seed, key); training step t uses key t, other uses the default."""
+        return draw_z(tf.stack([n, self.z_dim]), tf.stack([tf.cast(self.seed, tf.int64), tf.cast(key, tf.int64)]),
+                      self.z_dist)
+
+    def step_z(self, n):
+        """This replica's n z of the current step: its slice of the global batch's."""
+        replicas, index = replica()
+        z = self.sample_z(n * replicas, ops.convert_to_tensor(self.step))
+        return z[index * n:(index + 1) * n]
 
     def sampling_weights(self):
         """(trainable, non-trainable) generator weights that samples are drawn with: the averaged ones
@@ -355,7 +385,7 @@ class DCGAN(keras.Model):
     def train_step(self, data):
         x, y = data if self.y_dim else (data, None)  # (images, one-hot labels), or images alone
         x = self.generator.from_unit(x)
-        z = self.sample_z(tf.shape(x)[0])
+        z = self.step_z(tf.shape(x)[0])
         with tf.GradientTape() as g_tape:
             fake = self.generator(z, y, training=True)
             with g_tape.stop_recording():
@@ -386,7 +416,7 @@ class DCGAN(keras.Model):
         # D(x) and D(G(z)) as logged: probabilities for gan, the raw scores (targets 1 and 0) for lsgan.
         shown = tf.sigmoid if self.loss == "gan" else tf.identity
         return {"d_loss": d_loss, "d_loss_real": d_loss_real, "d_loss_fake": d_loss_fake,
-                "d_real": tf.reduce_mean(shown(real_scores)), "d_fake": tf.reduce_mean(shown(fake_scores))}
+                "d_real": global_mean(shown(real_scores)), "d_fake": global_mean(shown(fake_scores))}
 
     def generator_loss(self, fake, y):
         # Stateless: D's batch-norm statistics move with D's own updates only, so a G update changes

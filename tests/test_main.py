@@ -107,7 +107,7 @@ def test_resume_with_other_architecture_flags_names_the_flag(tmp_path, data_dir)
                                     "use the same value or another --out_name")
 
 
-def test_checkpoint_restores_weights_optimizer_state_and_noise(tmp_path):
+def test_checkpoint_restores_weights_and_optimizer_state(tmp_path):
     import tensorflow as tf
     with flagsaver.flagsaver(checkpoint_dir=str(tmp_path), seed=1, **TINY):
         def fresh():
@@ -132,8 +132,8 @@ def test_checkpoint_restores_weights_optimizer_state_and_noise(tmp_path):
             assert len(a) == len(b) > 0
             for va, vb in zip(a, b):
                 np.testing.assert_array_equal(np.asarray(va), np.asarray(vb))
-        np.testing.assert_array_equal(dcgan.sample_z(4).numpy(), restored.sample_z(4).numpy())
-        # Training on from the restored state gives what training on without a stop gives.
+        # Training on from the restored state (the same step, so the same z) gives what training on
+        # without a stop gives.
         np.testing.assert_allclose(step((x, y))["g_loss"], tf.function(restored.train_step)((x, y))["g_loss"],
                                    rtol=1e-5)
 
