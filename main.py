@@ -528,7 +528,9 @@ def train(dcgan, manager, run, data, strategy):
                 raise Stopped(stop.signal or signal.SIGTERM, f"stopped by {by} at step {step}; saved "
                                                             f"{manager.latest_checkpoint}. Run the same command to resume.")
     progress.close()
-    print(f"Done: {total} steps. Checkpoint {manager.latest_checkpoint}, samples in {run.samples}. "
+    written = f"Checkpoint {manager.latest_checkpoint}, samples in {run.samples}" if chief else \
+        f"The chief wrote the run's checkpoint and samples in {run.checkpoints}, {run.samples}"
+    print(f"Done: {total} steps. {written}. "
           f"Waiting for input took {100 * waited / (time.perf_counter() - started):.1f} % of the time.")
     if chief:
         write_plots(dcgan, run, local_batch(strategy, batch))
