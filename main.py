@@ -314,18 +314,13 @@ def build_model(config, strategy=None):
     from model import DCGAN
     keras.utils.set_random_seed(config["seed"])
     with (strategy or tf.distribute.get_strategy()).scope():
-        return compiled_model(config)
-
-
-def compiled_model(config):
-    from model import DCGAN
-    dcgan = DCGAN(y_dim=config["y_dim"], z_dim=config["z_dim"], output_height=config["output_height"],
-                  output_width=config["output_width"], c_dim=config["c_dim"], gf_dim=config["gf_dim"],
-                  df_dim=config["df_dim"], gfc_dim=config["gfc_dim"], dfc_dim=config["dfc_dim"],
-                  z_dist=config["z_dist"], g_steps=FLAGS.g_steps, seed=config["seed"],
-                  ema_decay=config["ema_decay"], arch=config["arch"], loss=config["loss"],
-                  spectral_norm=config["spectral_norm"], sync_batch_norm=FLAGS.sync_batch_norm)
-    dcgan.compile(d_optimizer=adam(), g_optimizer=adam())
+        dcgan = DCGAN(y_dim=config["y_dim"], z_dim=config["z_dim"], output_height=config["output_height"],
+                      output_width=config["output_width"], c_dim=config["c_dim"], gf_dim=config["gf_dim"],
+                      df_dim=config["df_dim"], gfc_dim=config["gfc_dim"], dfc_dim=config["dfc_dim"],
+                      z_dist=config["z_dist"], g_steps=FLAGS.g_steps, seed=config["seed"],
+                      ema_decay=config["ema_decay"], arch=config["arch"], loss=config["loss"],
+                      spectral_norm=config["spectral_norm"], sync_batch_norm=FLAGS.sync_batch_norm)
+        dcgan.compile(d_optimizer=adam(), g_optimizer=adam())
     dcgan.sample_average = not FLAGS.raw_weights
     return dcgan
 
