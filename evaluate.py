@@ -10,7 +10,6 @@ Each figure comes with its floor on real data, so that a reader can tell good fr
 import hashlib
 import json
 import os
-import platform
 import sys
 
 import keras
@@ -110,17 +109,9 @@ def ship_classifier(data_dir, path=SHIPPED):
     weights_only.save_weights(path + ".weights.h5")
     info = {"recipe": RECIPE, "version": CLASSIFIER_VERSION, "test_accuracy": round(accuracy, 4),
             "train_data_sha256": data_hash(train_x, train_y), "test_data_sha256": data_hash(test_x, test_y),
-            "tensorflow": tf.__version__, "keras": keras.__version__, "trained_on": cpu_model()}
+            "tensorflow": tf.__version__, "keras": keras.__version__, "trained_on": utils.cpu_model()}
     utils.save_json(info, path + ".json")
     return info
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
 
 
 def to_float(images):

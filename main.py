@@ -43,6 +43,7 @@ RUN_FLAGS = ("dataset", "batch_size", "train_size", "output_height", "output_wid
 # What runs saved before these flags existed were trained with.
 RUN_DEFAULTS = {"arch": "dcgan", "loss": "gan", "spectral_norm": False, "input_fname_pattern": None, "crop": False,
                 "input_height": None, "input_width": None}
+PRECISIONS = ["float32", "mixed_bfloat16", "mixed_float16"]
 # An image folder's defaults, the original's: 108x108 crops (celebA's faces) drawn at 64x64.
 FOLDER_CROP, FOLDER_SIZE = 108, 64
 # z's width when --z_dim is not given: the original's 100, CS231N's 96.
@@ -139,6 +140,10 @@ flags.DEFINE_integer("worker_wait", 300, "With --strategy multi_worker: seconds 
                      lower_bound=1)
 flags.DEFINE_boolean("sync_batch_norm", False, "With several replicas: batch-norm statistics over the global batch "
                      "(one all-reduce per layer and call) instead of each replica's own, as the original per GPU.")
+flags.DEFINE_enum("precision", "float32", PRECISIONS, "Number format the networks compute in; weights stay "
+                  "float32, so checkpoints are the same either way. mixed_bfloat16: for CPUs with AVX-512 BF16 or "
+                  "AMX and GPUs from Ampere on (elsewhere it would be emulated, many times slower: float32 is used, "
+                  "with a warning). mixed_float16: for GPUs, losses scaled dynamically.")
 flags.DEFINE_integer("gf_dim", 64, "Generator filters in the first deconv layer's output.", lower_bound=1)
 flags.DEFINE_integer("df_dim", 64, "Discriminator filters in the second conv layer.", lower_bound=1)
 flags.DEFINE_integer("gfc_dim", 1024, "Generator fully connected units.", lower_bound=1)
@@ -313,16 +318,36 @@ def build_model(config, strategy=None):
     import tensorflow as tf
     from model import DCGAN
     keras.utils.set_random_seed(config["seed"])
+    precision = usable_precision(FLAGS.precision)
     with (strategy or tf.distribute.get_strategy()).scope():
         dcgan = DCGAN(y_dim=config["y_dim"], z_dim=config["z_dim"], output_height=config["output_height"],
                       output_width=config["output_width"], c_dim=config["c_dim"], gf_dim=config["gf_dim"],
                       df_dim=config["df_dim"], gfc_dim=config["gfc_dim"], dfc_dim=config["dfc_dim"],
                       z_dist=config["z_dist"], g_steps=FLAGS.g_steps, seed=config["seed"],
                       ema_decay=config["ema_decay"], arch=config["arch"], loss=config["loss"],
-                      spectral_norm=config["spectral_norm"], sync_batch_norm=FLAGS.sync_batch_norm)
+                      spectral_norm=config["spectral_norm"], sync_batch_norm=FLAGS.sync_batch_norm,
+                      precision=precision)
         dcgan.compile(d_optimizer=adam(), g_optimizer=adam())
     dcgan.sample_average = not FLAGS.raw_weights
     return dcgan
+
+
+def usable_precision(precision):
+    """precision, or float32 (with a warning) for mixed_bfloat16 where no device here has bfloat16 arithmetic."""
+    import tensorflow as tf
+    gpus = tf.config.list_physical_devices("GPU")
+    if precision == "mixed_bfloat16":
+        ampere = [gpu for gpu in gpus
+                  if tf.config.experimental.get_device_details(gpu).get("compute_capability", (0, 0)) >= (8, 0)]
+        if not (ampere if gpus else utils.has_bfloat16_cpu()):
+            needs = "a GPU from Ampere on" if gpus else f"a CPU with AVX-512 BF16 or AMX, which {utils.cpu_model()} lacks"
+            print(f"Warning: --precision mixed_bfloat16 needs {needs}; emulated it would be many times slower, "
+                  "so this runs in float32", file=sys.stderr)
+            return "float32"
+    if precision == "mixed_float16" and not gpus:
+        print("Warning: --precision mixed_float16 is meant for GPUs: on this CPU it runs, but slower than float32",
+              file=sys.stderr)
+    return precision
 
 
 def adam():

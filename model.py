@@ -15,7 +15,7 @@ import tensorflow as tf
 from keras import layers, ops
 
 from ops import (SpectralNorm, batch_norm, concat, conv2d, conv_cond_concat, conv_out_size_same, deconv2d,
-                 deconv_to, dense, linear, lrelu)
+                 deconv_to, dense, dtype_policy, linear, lrelu)
 from utils import digit_names, save_json, to_uint8
 
 # Grappler's remapper fails on the discriminator's lrelu gradient (it logs an error and falls back);
@@ -277,6 +277,7 @@ def adversarial_loss(loss, scores, target):
 
     gan: sigmoid cross-entropy (the original's; G's loss against 1 is the non-saturating one).
     lsgan: least squares, half the mean squared distance (Mao et al. 2017, CS231N's ls_*_loss)."""
+    scores = tf.cast(scores, tf.float32)  # 16-bit scores would lose the loss's small differences
     if loss == "lsgan":
         return 0.5 * global_mean(tf.square(scores - target))
     labels = tf.fill(tf.shape(scores), target)
@@ -317,16 +318,21 @@ class DCGAN(keras.Model):
     averaged over the global batch (replicas' gradients are summed), and the logs it returns are
     this replica's shares, to be summed over replicas. Batch-norm statistics are per replica unless
     sync_batch_norm.
+
+    precision is a Keras dtype policy (float32, mixed_bfloat16, mixed_float16): the networks compute in
+    it; their weights, the losses and the samples stay float32. mixed_float16 scales the losses (LossScaleOptimizer).
     """
 
     def __init__(self, y_dim=10, z_dim=100, output_height=28, output_width=28, c_dim=1, gf_dim=64,
                  df_dim=64, gfc_dim=1024, dfc_dim=1024, z_dist="uniform_signed", g_steps=2, seed=0,
-                 ema_decay=0.0, arch="dcgan", loss="gan", spectral_norm=False, sync_batch_norm=False, **kwargs):
+                 ema_decay=0.0, arch="dcgan", loss="gan", spectral_norm=False, sync_batch_norm=False,
+                 precision="float32", **kwargs):
         super().__init__(**kwargs)
         self.y_dim, self.z_dim, self.z_dist, self.g_steps, self.loss = y_dim, z_dim, z_dist, g_steps, loss
-        self.seed = seed
-        self.generator, self.discriminator = networks(arch, output_height, output_width, c_dim, y_dim, gf_dim,
-                                                      df_dim, gfc_dim, dfc_dim, spectral_norm)
+        self.seed, self.precision = seed, precision
+        with dtype_policy(precision):
+            self.generator, self.discriminator = networks(arch, output_height, output_width, c_dim, y_dim, gf_dim,
+                                                          df_dim, gfc_dim, dfc_dim, spectral_norm)
         for layer in self._flatten_layers():  # a switch read at call time, the same weights either way
             if isinstance(layer, layers.BatchNormalization):
                 layer.synchronized = sync_batch_norm
@@ -339,10 +345,16 @@ class DCGAN(keras.Model):
 
     def compile(self, d_optimizer, g_optimizer, **kwargs):
         super().compile(**kwargs)
-        self.d_optimizer, self.g_optimizer = d_optimizer, g_optimizer
+        self.d_optimizer, self.g_optimizer = d_optimizer, g_optimizer  # what checkpoints hold
+        # float16 gradients underflow: the updates go through a LossScaleOptimizer, which scales the
+        # loss up and the gradients back down, halves its scale and skips the update when they
+        # overflow, all in the graph. Its scale is not checkpointed: a resumed run re-adapts it.
+        scaled = keras.optimizers.LossScaleOptimizer if self.precision == "mixed_float16" else None
+        self.d_updater = scaled(d_optimizer) if scaled else d_optimizer
+        self.g_updater = scaled(g_optimizer) if scaled else g_optimizer
         # Built now so that a checkpoint restores their slots instead of silently skipping them.
-        d_optimizer.build(self.discriminator.trainable_variables)
-        g_optimizer.build(self.generator.trainable_variables)
+        self.d_updater.build(self.discriminator.trainable_variables)
+        self.g_updater.build(self.generator.trainable_variables)
 
     @property
     def step(self):
@@ -376,7 +388,7 @@ class DCGAN(keras.Model):
         trainable, non_trainable = weights or self.sampling_weights()
         images, _ = self.generator.stateless_call(trainable, non_trainable, z, self.one_hot(label),
                                                   training=False)
-        return self.generator.to_unit(images)
+        return self.generator.to_unit(tf.cast(images, tf.float32))
 
     def call(self, inputs, training=False):
         z, y = inputs
@@ -393,11 +405,11 @@ class DCGAN(keras.Model):
             # The first G update reuses the fake batch D was just trained on: G has not changed
             # since, so this saves one generator forward pass per step over the original.
             g_loss = self.generator_loss(fake, y)
-        self.apply_gradients(self.g_optimizer, g_tape, g_loss, self.generator)
+        self.apply_gradients(self.g_updater, g_tape, g_loss, self.generator)
         for _ in range(self.g_steps - 1):
             with tf.GradientTape() as g_tape:
                 g_loss = self.generator_loss(self.generator(z, y, training=True), y)
-            self.apply_gradients(self.g_optimizer, g_tape, g_loss, self.generator)
+            self.apply_gradients(self.g_updater, g_tape, g_loss, self.generator)
         if self.average:
             self.average.update()
         logs["g_loss"] = g_loss
@@ -412,9 +424,13 @@ class DCGAN(keras.Model):
             d_loss_real = adversarial_loss(self.loss, real_scores, 1.0)
             d_loss_fake = adversarial_loss(self.loss, fake_scores, 0.0)
             d_loss = d_loss_real + d_loss_fake
-        self.apply_gradients(self.d_optimizer, tape, d_loss, self.discriminator)
+        step = self.d_optimizer.iterations + 1
+        self.apply_gradients(self.d_updater, tape, d_loss, self.discriminator)
+        if self.d_updater is not self.d_optimizer:  # a skipped (overflowed) update is a step all the same
+            self.d_optimizer.iterations.assign(step)
         # D(x) and D(G(z)) as logged: probabilities for gan, the raw scores (targets 1 and 0) for lsgan.
         shown = tf.sigmoid if self.loss == "gan" else tf.identity
+        real_scores, fake_scores = tf.cast(real_scores, tf.float32), tf.cast(fake_scores, tf.float32)
         return {"d_loss": d_loss, "d_loss_real": d_loss_real, "d_loss_fake": d_loss_fake,
                 "d_real": global_mean(shown(real_scores)), "d_fake": global_mean(shown(fake_scores))}
 
@@ -427,6 +443,8 @@ class DCGAN(keras.Model):
 
     @staticmethod
     def apply_gradients(optimizer, tape, loss, network):
+        with tape:  # recorded, so that the gradient is of the loss as the optimizer scales it
+            loss = optimizer.scale_loss(loss)
         variables = network.trainable_variables
         optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
 

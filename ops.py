@@ -4,10 +4,24 @@ By default every conv-like layer uses 5x5 kernels with stride 2 and 'same' paddi
 DCGAN-tensorflow, so each conv halves the spatial size and each deconv doubles it; keyword options
 override that (the CS231N networks).
 """
+import contextlib
+
 import keras
 from keras import layers, ops
 
 STDDEV = 0.02
+
+
+@contextlib.contextmanager
+def dtype_policy(name):
+    """Layers created inside compute in the Keras dtype policy name: 'mixed_bfloat16' and
+    'mixed_float16' multiply in 16 bits and keep float32 weights (so checkpoints are the same)."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 def conv2d(filters, name, spectral_norm=False, **options):
@@ -96,7 +110,7 @@ def conv_cond_concat(x, y):
     is when y is None)."""
     if y is None:
         return x
-    y_map = y[:, None, None, :] * ops.ones_like(x[..., :1])
+    y_map = ops.cast(y, x.dtype)[:, None, None, :] * ops.ones_like(x[..., :1])  # real images stay float32
     return concat(x, y_map)
 
 

@@ -4,6 +4,7 @@ import glob
 import gzip
 import json
 import os
+import platform
 import signal
 import socket
 import sys
@@ -415,3 +416,33 @@ class StopSignals:
     def __exit__(self, *exc):
         for s, handler in self.previous.items():
             signal.signal(s, handler)
+
+
+# The CPU features that decide which kernels run: AVX2 or AVX-512 float32, bfloat16 in hardware.
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+
+
+def cpu_field(name):
+    """A field of /proc/cpuinfo ('model name', 'flags') for the first CPU, or None where there is none."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.split(":")[0].strip() == name), None)
+    except OSError:
+        return None
+
+
+def cpu_model():
+    return cpu_field("model name") or platform.processor() or platform.machine()
+
+
+def cpu_flags():
+    """{flag: present} for CPU_FLAGS."""
+    present = (cpu_field("flags") or "").split()
+    return {name: name in present for name in CPU_FLAGS}
+
+
+def has_bfloat16_cpu():
+    """Whether this CPU multiplies bfloat16 in hardware (AVX-512 BF16 or AMX); elsewhere TF emulates it, slower
+    than float32."""
+    flags = cpu_flags()
+    return flags["avx512_bf16"] or flags["amx_bf16"]

@@ -107,15 +107,18 @@ def test_resume_with_other_architecture_flags_names_the_flag(tmp_path, data_dir)
                                     "use the same value or another --out_name")
 
 
-def test_checkpoint_restores_weights_and_optimizer_state(tmp_path):
+@pytest.mark.parametrize("saved_in", ["float32", "mixed_float16"])
+def test_checkpoint_restores_weights_and_optimizer_state(tmp_path, saved_in):
+    """Weights stay float32 and the loss scale is not saved: a checkpoint of any precision loads in any."""
     import tensorflow as tf
     with flagsaver.flagsaver(checkpoint_dir=str(tmp_path), seed=1, **TINY):
-        def fresh():
+        def fresh(precision="float32"):
             run = main.Run(main.run_config())
-            dcgan = main.build_model(run.config)
+            with flagsaver.flagsaver(precision=precision):
+                dcgan = main.build_model(run.config)
             return dcgan, main.checkpoint_manager(dcgan, run)
 
-        dcgan, manager = fresh()
+        dcgan, manager = fresh(saved_in)
         step = tf.function(dcgan.train_step)
         x, y = tf.random.uniform((8, 28, 28, 1)), tf.one_hot(tf.range(8) % 10, 10)
         for _ in range(3):
@@ -133,9 +136,19 @@ def test_checkpoint_restores_weights_and_optimizer_state(tmp_path):
             for va, vb in zip(a, b):
                 np.testing.assert_array_equal(np.asarray(va), np.asarray(vb))
         # Training on from the restored state (the same step, so the same z) gives what training on
-        # without a stop gives.
+        # without a stop gives (to 16-bit rounding when it was saved from another precision).
         np.testing.assert_allclose(step((x, y))["g_loss"], tf.function(restored.train_step)((x, y))["g_loss"],
-                                   rtol=1e-5)
+                                   rtol=1e-5 if saved_in == "float32" else 1e-2)
+
+
+@pytest.mark.parametrize("hardware", [False, True])
+def test_bfloat16_without_hardware_for_it_falls_back_to_float32_with_one_warning(monkeypatch, capsys, hardware):
+    monkeypatch.setattr(utils, "has_bfloat16_cpu", lambda: hardware)
+    assert main.usable_precision("mixed_bfloat16") == ("mixed_bfloat16" if hardware else "float32")
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("Warning:")]
+    assert warnings == ([] if hardware else [f"Warning: --precision mixed_bfloat16 needs a CPU with AVX-512 BF16 or "
+                                             f"AMX, which {utils.cpu_model()} lacks; emulated it would be many times "
+                                             f"slower, so this runs in float32"])
 
 
 @pytest.mark.slow

@@ -101,6 +101,47 @@ def test_short_training_on_a_tiny_real_problem_learns_the_conditional_bars():
     assert contrast.min() > 0.15, contrast.round(3)
 
 
+@pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
+def test_16_bit_precisions_compute_in_16_bits_keep_float32_weights_and_train_as_float32(precision):
+    def trained(precision):
+        keras.utils.set_random_seed(0)
+        dcgan = compiled(seed=0, precision=precision)
+        step = tf.function(dcgan.train_step)
+        return dcgan, [step(bar_batch(16, i)) for i in range(3)][-1]
+
+    reference, reference_logs = trained("float32")
+    dcgan, logs = trained(precision)
+    assert dcgan.generator.h2.compute_dtype == dcgan.discriminator.h1.compute_dtype == precision[len("mixed_"):]
+    assert [(w.path, w.dtype) for w in dcgan.weights] == [(w.path, w.dtype) for w in reference.weights]
+    assert {w.dtype for w in dcgan.weights} == {"float32"}
+    assert dcgan.sample(dcgan.sample_z(4), tf.range(4)).dtype == tf.float32
+    for name, value in logs.items():
+        assert value.dtype == tf.float32
+        assert float(value) == pytest.approx(float(reference_logs[name]), abs=0.01), name
+
+
+def test_float16_loss_scaling_skips_an_overflowed_update_in_the_graph_and_still_counts_the_step():
+    dcgan = compiled(precision="mixed_float16")
+    step = tf.function(dcgan.train_step)
+    step(bar_batch(16))
+    # The finiteness check and the skip are graph ops: no Python (no host round trip) in the step.
+    ops = {op.type for op in step.get_concrete_function(bar_batch(16)).graph.get_operations()}
+    assert "If" in ops or "StatelessIf" in ops
+    assert not ops & {"PyFunc", "PyFuncStateless", "EagerPyFunc"}
+    scale = dcgan.d_updater.dynamic_scale
+    scale.assign(3e38)  # the scaled loss overflows float32: every gradient is non-finite
+    before = [w.numpy() for w in dcgan.discriminator.trainable_weights]
+    logs = step(bar_batch(16, 1))
+    assert all(np.isfinite(float(v)) for v in logs.values())  # the losses themselves are fine
+    assert all(np.array_equal(a, w.numpy()) for a, w in zip(before, dcgan.discriminator.trainable_weights))
+    assert float(scale) == pytest.approx(1.5e38) and int(dcgan.step) == 2
+    scale.assign(1024.0)  # a scale whose gradients fit in float16: D moves, the scale stays
+    step(bar_batch(16, 2))
+    assert float(scale) == 1024.0
+    assert any(not np.array_equal(a, w.numpy()) for a, w in zip(before, dcgan.discriminator.trainable_weights))
+    assert int(dcgan.step) == 3
+
+
 def test_fit_can_drive_the_same_train_step():
     dcgan = compiled()
     x, y = bar_batch(64)
