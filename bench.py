@@ -1,50 +1,47 @@
-"""Speed of the conditional MNIST DCGAN on this CPU, comparable with ../shared/bench/torch_cdcgan.py.
+"""Speed of the conditional MNIST DCGAN on this machine, comparable with ../shared/bench/torch_cdcgan.py.
 
 Prints a table, then one JSON line, all measured in this process after warm-up:
 - the CPU and the flags that decide which kernels run (avx2, avx512f, avx512_bf16, amx_bf16);
 - the fp32 matmul ceiling: 2048x2048 matmuls, measured the way the PyTorch reference measures its own;
-- the training step: the real train_step at --batch_size on synthetic inputs, the reference's model and
-  schedule (one D and two G updates per step): steps/s, samples/s, and GFLOP/s from the FLOPs of one
-  step, which TensorFlow counts from the shapes of every op in the step's graph; with its share of
-  the ceiling;
-- generation from the SavedModel that --export writes: images/s at batch 1000, latency at batch 1.
+- the FLOPs of one training step, which TensorFlow counts from the shapes of every op in its graph;
+- for float32 and each faster --precision this machine has the hardware for:
+  - the training step: the real train_step, built as main.py builds it, at --batch_size on in-memory
+    inputs, run as main.py runs it (tf.distribute, tf.data, a host read of the loss per step): the
+    reference's model and schedule (one D and two G updates per step): steps/s, samples/s, GFLOP/s
+    and their share of the ceiling;
+  - the training loop: main.py's own loop on real MNIST for --loop_steps steps, with its summaries,
+    progress line, samples and checkpoints at their default frequencies: steps/s after its first
+    step, and as a share of the bare step's;
+  - generation from the SavedModel that --export writes: images/s at batch 1000, latency at batch 1.
 
-    python bench.py [--steps 60] [--warmup 10] [--batch_size 64]
+    python bench.py --data_dir ../shared/data [--steps 60] [--warmup 10] [--loop_steps 400]
+
+main.py's flags apply (--batch_size, --g_steps, --data_dir, --dataset, ...). Without MNIST in --data_dir
+(nor through tensorflow-datasets) the loop is left out, with the reason.
 """
 import json
 import os
 import tempfile
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # as main.py: see there
+import main  # first: its flags and the environment TensorFlow must see before it is imported
 
 import keras
-import numpy as np
 import tensorflow as tf
 from absl import app, flags, logging
 
 import distribute
-from evaluate import cpu_model
-from model import DCGAN, export_savedmodel
+import utils
+from model import export_savedmodel
 
 flags.DEFINE_integer("steps", 60, "Timed training steps.", lower_bound=1)
 flags.DEFINE_integer("warmup", 10, "Untimed steps first (tracing, allocator warm-up).", lower_bound=1)
-flags.DEFINE_integer("batch_size", 64, "Images per batch.", lower_bound=1)
-flags.DEFINE_integer("g_steps", 2, "Generator updates per batch.", lower_bound=1)
+flags.DEFINE_integer("loop_steps", 400, "Steps of main.py's training loop to time on real data (0: leave the loop "
+                     "out). The default spans two rounds of samples and checkpoints at their default frequency.",
+                     lower_bound=0)
 FLAGS = flags.FLAGS
 
-CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
 MATMUL = 2048
-
-
-def cpu_flags():
-    try:
-        with open("/proc/cpuinfo") as f:
-            present = next(line.split(":", 1)[1].split() for line in f if line.startswith("flags"))
-    except (OSError, StopIteration):
-        present = []
-    return {name: name in present for name in CPU_FLAGS}
 
 
 def graph_flops(fn, *specs):
@@ -76,68 +73,129 @@ def seconds_per_call(fn, calls, warmup):
     return (time.perf_counter() - start) / calls
 
 
-def main(_):
-    logging.set_verbosity(logging.WARNING)  # no notes from the SavedModel writer
-    keras.utils.set_random_seed(0)
-    dcgan = DCGAN(g_steps=FLAGS.g_steps)
-    dcgan.compile(d_optimizer=keras.optimizers.Adam(2e-4, beta_1=0.5),
-                  g_optimizer=keras.optimizers.Adam(2e-4, beta_1=0.5))
+def fresh_run(precision, folder):
+    """main.py's Run for a new run in folder, computing in precision."""
+    FLAGS.precision = precision
+    FLAGS.checkpoint_dir, FLAGS.sample_dir, FLAGS.tensorboard_dir = (os.path.join(folder, name) for name in
+                                                                      ("checkpoints", "samples", "logs"))
+    return main.Run(main.run_config())
+
+
+def step_seconds(dcgan):
+    """Seconds per training step, as main.py runs it: through tf.distribute (the default strategy: one
+    device) on a tf.data stream, with a host read per step."""
     n = FLAGS.batch_size
     batch = (tf.random.uniform((n, 28, 28, 1)), tf.one_hot(tf.random.uniform((n,), 0, 10, tf.int32), 10))
-    # The step as main.py runs it: through tf.distribute (the default strategy: one device) on a tf.data stream.
     batches, step = distribute.distributed_step(tf.distribute.get_strategy(), dcgan.train_step,
                                                 tf.data.Dataset.from_tensors(batch).repeat())
+    return seconds_per_call(lambda: float(step(next(batches), 0)[0]["d_loss"]), FLAGS.steps, FLAGS.warmup)
+
+
+def loop_steps_per_s(precision, data, folder):
+    """main.py's training loop on data for --loop_steps steps of a new run: its steps/s after the first."""
+    run = fresh_run(precision, folder)
+    dcgan = main.build_model(run.config)
+    return main.train(dcgan, main.checkpoint_manager(dcgan, run), run, data, tf.distribute.get_strategy())
+
+
+def generation_seconds(dcgan):
+    """Seconds per call of the SavedModel's serving signature at batch 1000 and at batch 1."""
+    with tempfile.TemporaryDirectory() as folder:
+        serve = tf.saved_model.load(export_savedmodel(dcgan, os.path.join(folder, "1"))).signatures["serving_default"]
+
+        def generate(size):
+            z = tf.random.uniform((size, dcgan.z_dim), -1, 1)
+            label = tf.random.uniform((size,), 0, 10, tf.int32)
+            return lambda: serve(z=z, label=label)["images"].numpy()
+        return seconds_per_call(generate(1000), 5, 2), seconds_per_call(generate(1), 50, 5)
+
+
+def loop_data():
+    """The real training data the loop runs on (--loop_steps batches), or (None, why not)."""
+    if not FLAGS.loop_steps:
+        return None, "--loop_steps 0"
+    FLAGS.epoch, FLAGS.train_size = 1, FLAGS.batch_size * FLAGS.loop_steps
+    try:
+        return main.load_training_data(main.run_config()), None
+    except (main.DCGANError, OSError) as e:
+        return None, str(e)
+
+
+def measure(precision, step_flops, g_flops, ceiling, data):
+    with tempfile.TemporaryDirectory() as folder:
+        dcgan = main.build_model(fresh_run(precision, os.path.join(folder, "step")).config)
+        step_s = step_seconds(dcgan)
+        batch_s, latency_s = generation_seconds(dcgan)
+        loop = loop_steps_per_s(precision, data, os.path.join(folder, "loop")) if data else None
+    n = FLAGS.batch_size
+    return {"samples_per_s": round(n / step_s, 1), "iter_per_s": round(1 / step_s, 3),
+            "achieved_gflops": round(step_flops / step_s / 1e9, 1),
+            "share_of_ceiling": round(step_flops / step_s / 1e9 / ceiling, 3),
+            "loop_iter_per_s": loop and round(loop, 3), "loop_share_of_step": loop and round(loop * step_s, 3),
+            "generate_images_per_s_batch1000": round(1000 / batch_s, 1),
+            "generate_gflops_batch1000": round(1000 * g_flops / batch_s / 1e9, 1),
+            "generate_share_of_ceiling": round(1000 * g_flops / batch_s / 1e9 / ceiling, 3),
+            "generate_latency_ms_batch1": round(1000 * latency_s, 2)}
+
+
+def table(result, data_note):
+    """The benchmark's rows (name, value) for people."""
+    flags_text = ", ".join(f"{name} {'yes' if on else 'no'}" for name, on in result["cpu_flags"].items())
+    n = result["batch"]
+    rows = [("CPU", f"{result['cpu']} ({flags_text}), {result['threads']} threads, oneDNN "
+                    f"{'on' if result['onednn'] else 'off'}"),
+            ("fp32 matmul ceiling", f"{result['matmul_ceiling_gflops']:.1f} GFLOP/s ({MATMUL}x{MATMUL} matmuls)"),
+            ("FLOPs", f"{result['flops_per_iter'] / 1e9:.2f} GFLOP a training step; forward per image: "
+                      f"G {result['g_forward_flops_per_image'] / 1e6:.1f} MFLOP, "
+                      f"D {result['d_forward_flops_per_image'] / 1e6:.1f} MFLOP")]
+    for precision, r in result["precisions"].items():
+        loop = (f"{r['loop_iter_per_s']:.2f} steps/s = {100 * r['loop_share_of_step']:.1f} % of the bare step's"
+                if r["loop_iter_per_s"] else f"not measured ({data_note})")
+        rows += [(f"{precision}: training step, batch {n}", f"{r['iter_per_s']:.2f} steps/s, "
+                                                           f"{r['samples_per_s']:.1f} samples/s"),
+                 ("  achieved", f"{r['achieved_gflops']:.1f} GFLOP/s = {100 * r['share_of_ceiling']:.0f} % of the "
+                                f"fp32 ceiling"),
+                 (f"  main.py's loop, {result['loop_steps']} steps", loop),
+                 ("  generation (SavedModel), batch 1000", f"{r['generate_images_per_s_batch1000']:.0f} images/s = "
+                                                           f"{r['generate_gflops_batch1000']:.1f} GFLOP/s = "
+                                                           f"{100 * r['generate_share_of_ceiling']:.0f} % of the "
+                                                           f"fp32 ceiling"),
+                 ("  generation (SavedModel), batch 1", f"{r['generate_latency_ms_batch1']:.2f} ms")]
+    rows += [(f"{precision}", f"not measured: needs {why}") for precision, why in result["not_measured"].items()]
+    return rows
+
+
+def bench(_):
+    logging.set_verbosity(logging.ERROR)  # no notes from the SavedModel writer, no deprecation notes of the FLOP counter
+    if FLAGS.seed is None:
+        FLAGS.seed = 0
+    precisions = [p for p in main.PRECISIONS if p == "float32" or not main.missing_hardware(p)]
+    not_measured = {p: main.missing_hardware(p) for p in main.PRECISIONS if p not in precisions}
+    data, data_note = loop_data()
+    n = FLAGS.batch_size
+    with tempfile.TemporaryDirectory() as folder:
+        dcgan = main.build_model(fresh_run("float32", folder).config)
     step_flops = graph_flops(dcgan.train_step, (tf.TensorSpec((n, 28, 28, 1)), tf.TensorSpec((n, 10))))
     g_flops = graph_flops(lambda z, y: dcgan.generator(z, y), tf.TensorSpec((1, dcgan.z_dim)), tf.TensorSpec((1, 10)))
     d_flops = graph_flops(lambda x, y: dcgan.discriminator(x, y), tf.TensorSpec((1, 28, 28, 1)),
                           tf.TensorSpec((1, 10)))
     ceiling = matmul_ceiling()
-    # A host read per step, as the training loop does.
-    step_s = seconds_per_call(lambda: float(step(next(batches), 0)[0]["d_loss"]), FLAGS.steps, FLAGS.warmup)
-
-    with tempfile.TemporaryDirectory() as folder:
-        serve = tf.saved_model.load(export_savedmodel(dcgan, os.path.join(folder, "1"))).signatures["serving_default"]
-        def generate(size):
-            z = tf.random.uniform((size, dcgan.z_dim), -1, 1)
-            label = tf.random.uniform((size,), 0, 10, tf.int32)
-            return lambda: serve(z=z, label=label)["images"].numpy()
-        batch_s = seconds_per_call(generate(1000), 5, 2)
-        latency_s = seconds_per_call(generate(1), 50, 5)
-
     result = {
-        "impl": "keras-tf", "tensorflow": tf.__version__, "keras": keras.__version__, "cpu": cpu_model(),
-        "cpu_flags": cpu_flags(), "threads": os.cpu_count(), "batch": n, "steps": FLAGS.steps,
-        "onednn": os.environ["TF_ENABLE_ONEDNN_OPTS"] != "0",
-        "matmul_ceiling_gflops": round(ceiling, 1),
-        "samples_per_s": round(n / step_s, 1), "iter_per_s": round(1 / step_s, 3),
-        "flops_per_iter": step_flops, "g_forward_flops_per_image": g_flops, "d_forward_flops_per_image": d_flops,
-        "achieved_gflops": round(step_flops / step_s / 1e9, 1),
-        "share_of_ceiling": round(step_flops / step_s / 1e9 / ceiling, 3),
-        "generate_images_per_s_batch1000": round(1000 / batch_s, 1),
-        "generate_gflops_batch1000": round(1000 * g_flops / batch_s / 1e9, 1),
-        "generate_latency_ms_batch1": round(1000 * latency_s, 2),
+        "impl": "keras-tf", "tensorflow": tf.__version__, "keras": keras.__version__, "cpu": utils.cpu_model(),
+        "cpu_flags": utils.cpu_flags(), "threads": os.cpu_count(), "batch": n, "steps": FLAGS.steps,
+        "loop_steps": FLAGS.loop_steps, "onednn": os.environ["TF_ENABLE_ONEDNN_OPTS"] != "0",
+        "matmul_ceiling_gflops": round(ceiling, 1), "flops_per_iter": step_flops,
+        "g_forward_flops_per_image": g_flops, "d_forward_flops_per_image": d_flops,
+        "precisions": {p: measure(p, step_flops, g_flops, ceiling, data) for p in precisions},
+        "not_measured": not_measured,
     }
-    flags_text = ", ".join(f"{name} {'yes' if on else 'no'}" for name, on in result["cpu_flags"].items())
-    rows = [
-        ("CPU", f"{result['cpu']} ({flags_text}), {result['threads']} threads, oneDNN "
-                f"{'on' if result['onednn'] else 'off'}"),
-        ("fp32 matmul ceiling", f"{ceiling:.1f} GFLOP/s ({MATMUL}x{MATMUL} matmuls)"),
-        (f"training step, batch {n}", f"{1 / step_s:.2f} steps/s, {n / step_s:.1f} samples/s"),
-        ("  FLOPs", f"{step_flops / 1e9:.2f} GFLOP a step; forward per image: G {g_flops / 1e6:.1f} MFLOP, "
-                    f"D {d_flops / 1e6:.1f} MFLOP"),
-        ("  achieved", f"{result['achieved_gflops']:.1f} GFLOP/s = {100 * result['share_of_ceiling']:.0f} % "
-                       f"of the ceiling"),
-        ("generation (SavedModel), batch 1000", f"{1000 / batch_s:.0f} images/s = "
-                                                f"{result['generate_gflops_batch1000']:.1f} GFLOP/s = "
-                                                f"{100 * result['generate_gflops_batch1000'] / ceiling:.0f} % "
-                                                f"of the ceiling"),
-        ("generation (SavedModel), batch 1", f"{1000 * latency_s:.2f} ms"),
-    ]
+    rows = table(result, data_note)
     width = max(len(name) for name, _ in rows)
+    print()
     for name, value in rows:
         print(f"{name:<{width}}  {value}")
     print(json.dumps(result))
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(bench)

@@ -332,20 +332,30 @@ def build_model(config, strategy=None):
     return dcgan
 
 
-def usable_precision(precision):
-    """precision, or float32 (with a warning) for mixed_bfloat16 where no device here has bfloat16 arithmetic."""
+def missing_hardware(precision):
+    """What precision lacks here to be faster than float32 (None when nothing)."""
     import tensorflow as tf
     gpus = tf.config.list_physical_devices("GPU")
     if precision == "mixed_bfloat16":
         ampere = [gpu for gpu in gpus
                   if tf.config.experimental.get_device_details(gpu).get("compute_capability", (0, 0)) >= (8, 0)]
         if not (ampere if gpus else utils.has_bfloat16_cpu()):
-            needs = "a GPU from Ampere on" if gpus else f"a CPU with AVX-512 BF16 or AMX, which {utils.cpu_model()} lacks"
-            print(f"Warning: --precision mixed_bfloat16 needs {needs}; emulated it would be many times slower, "
-                  "so this runs in float32", file=sys.stderr)
-            return "float32"
+            return "a GPU from Ampere on" if gpus else f"a CPU with AVX-512 BF16 or AMX, which {utils.cpu_model()} lacks"
     if precision == "mixed_float16" and not gpus:
-        print("Warning: --precision mixed_float16 is meant for GPUs: on this CPU it runs, but slower than float32",
+        return "a GPU"
+    return None
+
+
+def usable_precision(precision):
+    """precision, or float32 with a warning for mixed_bfloat16 where no device here has bfloat16
+    arithmetic; mixed_float16 runs anywhere (on a CPU, slowly, with a warning: to check a GPU setting)."""
+    missing = missing_hardware(precision)
+    if missing and precision == "mixed_bfloat16":
+        print(f"Warning: --precision mixed_bfloat16 needs {missing}; emulated it would be many times slower, "
+              "so this runs in float32", file=sys.stderr)
+        return "float32"
+    if missing:
+        print(f"Warning: --precision {precision} is meant for {missing}: here it runs, but slower than float32",
               file=sys.stderr)
     return precision
 
@@ -490,8 +500,9 @@ def trained_steps(dcgan):
 
 
 def train(dcgan, manager, run, data, strategy):
-    """Trains to --epoch epochs. With several workers every one runs this; only the chief writes the
-    run's files, and a stop (signal, non-finite loss) on any worker stops all at the same step."""
+    """Trains to --epoch epochs; returns the loop's steps/s after its first step (None when there was
+    nothing to train). With several workers every one runs this; only the chief writes the run's
+    files, and a stop (signal, non-finite loss) on any worker stops all at the same step."""
     import tensorflow as tf
     images, labels = data
     steps_per_epoch = len(images) // FLAGS.batch_size
@@ -547,13 +558,15 @@ def train(dcgan, manager, run, data, strategy):
                 by = stop.signal.name if stop.signal else "a signal to another worker"
                 raise Stopped(stop.signal or signal.SIGTERM, f"stopped by {by} at step {step}; saved "
                                                             f"{manager.latest_checkpoint}. Run the same command to resume.")
+    steps_per_s = progress.rate(total)
     progress.close()
     written = f"Checkpoint {manager.latest_checkpoint}, samples in {run.samples}" if chief else \
         f"The chief wrote the run's checkpoint and samples in {run.checkpoints}, {run.samples}"
-    print(f"Done: {total} steps. {written}. "
+    print(f"Done: {total} steps ({steps_per_s:.2f} steps/s after the first). {written}. "
           f"Waiting for input took {100 * waited / (time.perf_counter() - started):.1f} % of the time.")
     if chief:
         write_plots(dcgan, run, local_batch(strategy, batch))
+    return steps_per_s
 
 
 def local_batch(strategy, batch):
