@@ -361,9 +361,9 @@ def usable_precision(precision):
 
 
 def adam():
-    import keras
+    from model import FusedAdam
     # epsilon 1e-8 is TF1's AdamOptimizer default, which the original used (Keras' is 1e-7).
-    return keras.optimizers.Adam(FLAGS.learning_rate, beta_1=FLAGS.beta1, epsilon=1e-8)
+    return FusedAdam(FLAGS.learning_rate, beta_1=FLAGS.beta1, epsilon=1e-8)
 
 
 def checkpoint_manager(dcgan, run, folder=None):

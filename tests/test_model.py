@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import TINY, bar_digits
-from model import DCGAN, ExportedGenerator, export_savedmodel, generate, z_from_seeds
+from model import DCGAN, ExportedGenerator, FusedAdam, export_savedmodel, generate, z_from_seeds
 
 # Its module-scoped fixtures are costly: the whole file runs on one xdist worker.
 pytestmark = pytest.mark.xdist_group("model")
@@ -140,6 +140,22 @@ def test_float16_loss_scaling_skips_an_overflowed_update_in_the_graph_and_still_
     assert float(scale) == 1024.0
     assert any(not np.array_equal(a, w.numpy()) for a, w in zip(before, dcgan.discriminator.trainable_weights))
     assert int(dcgan.step) == 3
+
+
+def test_fused_adam_updates_as_keras_adam():
+    rng = np.random.default_rng(0)
+    start = [rng.normal(size=shape).astype(np.float32) for shape in [(30, 20), (20,)]]
+    trained = []
+    for optimizer in (keras.optimizers.Adam(0.01, beta_1=0.5, epsilon=1e-8), FusedAdam(0.01, beta_1=0.5, epsilon=1e-8)):
+        variables = [keras.Variable(value) for value in start]
+        optimizer.build(variables)
+        update = tf.function(lambda grads: optimizer.apply_gradients(zip(grads, variables)))
+        for i in range(20):
+            update([tf.constant(np.random.default_rng(i + 1).normal(size=v.shape), tf.float32) for v in variables])
+        trained.append([v.numpy() for v in variables + optimizer.variables])
+    for keras_adam, fused in zip(*trained):
+        np.testing.assert_allclose(fused, keras_adam, rtol=1e-5, atol=1e-6)
+    assert np.abs(trained[1][0] - start[0]).mean() > 0.01  # the weights did move
 
 
 def test_fit_can_drive_the_same_train_step():
