@@ -14,11 +14,13 @@ Prints a table, then one JSON line, all measured in this process after warm-up:
     step, and as a share of the bare step's;
   - generation from the SavedModel that --export writes: images/s at batch 1000, latency at batch 1.
 
-    python bench.py --data_dir ../shared/data [--steps 60] [--warmup 10] [--loop_steps 400]
+    python bench.py --data_dir ../shared/data [--steps 60] [--warmup 10] [--loop_steps 400] [--profile]
 
 main.py's flags apply (--batch_size, --g_steps, --data_dir, --dataset, ...). Without MNIST in --data_dir
 (nor through tensorflow-datasets) the loop is left out, with the reason.
 """
+import collections
+import glob
 import json
 import os
 import tempfile
@@ -36,6 +38,8 @@ from model import export_savedmodel
 
 flags.DEFINE_integer("steps", 60, "Timed training steps.", lower_bound=1)
 flags.DEFINE_integer("warmup", 10, "Untimed steps first (tracing, allocator warm-up).", lower_bound=1)
+flags.DEFINE_boolean("profile", False, "Also profile 20 float32 training steps with tf.profiler, one op at a time "
+                     "(one inter-op thread), and print where the time goes by op type.")
 flags.DEFINE_integer("loop_steps", 400, "Steps of main.py's training loop to time on real data (0: leave the loop "
                      "out). The default spans two rounds of samples and checkpoints at their default frequency.",
                      lower_bound=0)
@@ -81,14 +85,50 @@ def fresh_run(precision, folder):
     return main.Run(main.run_config())
 
 
-def step_seconds(dcgan):
-    """Seconds per training step, as main.py runs it: through tf.distribute (the default strategy: one
-    device) on a tf.data stream, with a host read per step."""
+def training_step(dcgan):
+    """One training step as main.py runs it: through tf.distribute (the default strategy: one device)
+    on a tf.data stream, with a host read."""
     n = FLAGS.batch_size
     batch = (tf.random.uniform((n, 28, 28, 1)), tf.one_hot(tf.random.uniform((n,), 0, 10, tf.int32), 10))
     batches, step = distribute.distributed_step(tf.distribute.get_strategy(), dcgan.train_step,
                                                 tf.data.Dataset.from_tensors(batch).repeat())
-    return seconds_per_call(lambda: float(step(next(batches), 0)[0]["d_loss"]), FLAGS.steps, FLAGS.warmup)
+    return lambda: float(step(next(batches), 0)[0]["d_loss"])
+
+
+def op_seconds(fn, calls=20):
+    """{op type: seconds per call of fn} from a tf.profiler trace of calls calls (after a warm-up)."""
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+    for _ in range(5):  # tracing and warm-up, not profiled
+        fn()
+    with tempfile.TemporaryDirectory() as folder:
+        tf.profiler.experimental.start(folder)
+        for _ in range(calls):
+            fn()
+        tf.profiler.experimental.stop()
+        space = xplane_pb2.XSpace()
+        with open(glob.glob(os.path.join(folder, "**", "*.xplane.pb"), recursive=True)[0], "rb") as f:
+            space.ParseFromString(f.read())
+    seconds = collections.Counter()
+    for plane in space.planes:
+        names = {key: meta.name for key, meta in plane.event_metadata.items()}
+        for line in plane.lines:
+            if line.name.startswith("tf_Compute"):  # the executor's threads; their events are ops ("name:Type")
+                for event in line.events:
+                    name = names[event.metadata_id]
+                    if ":" in name and not name.endswith(":Process"):  # ':Process' spans a whole function
+                        seconds[name.rsplit(":", 1)[1]] += event.duration_ps / 1e12 / calls
+    return seconds
+
+
+def profile_rows(seconds, step_flops, ceiling):
+    """Where a step's time goes: the convolutions and matmuls (nearly all FLOPs) and everything else."""
+    total = sum(seconds.values())
+    dense = sum(s for op, s in seconds.items() if "Conv2D" in op or "MatMul" in op)
+    rows = [("profile: ops of one step", f"{1000 * total:.0f} ms; convolutions and matmuls {1000 * dense:.0f} ms "
+                                         f"({100 * dense / total:.0f} %), at {step_flops / dense / 1e9:.0f} GFLOP/s = "
+                                         f"{100 * step_flops / dense / 1e9 / ceiling:.0f} % of the ceiling")]
+    rows += [(f"  {op}", f"{1000 * s:.1f} ms ({100 * s / total:.1f} %)") for op, s in seconds.most_common(12)]
+    return rows
 
 
 def loop_steps_per_s(precision, data, folder):
@@ -124,7 +164,7 @@ def loop_data():
 def measure(precision, step_flops, g_flops, ceiling, data):
     with tempfile.TemporaryDirectory() as folder:
         dcgan = main.build_model(fresh_run(precision, os.path.join(folder, "step")).config)
-        step_s = step_seconds(dcgan)
+        step_s = seconds_per_call(training_step(dcgan), FLAGS.steps, FLAGS.warmup)
         batch_s, latency_s = generation_seconds(dcgan)
         loop = loop_steps_per_s(precision, data, os.path.join(folder, "loop")) if data else None
     n = FLAGS.batch_size
@@ -169,6 +209,8 @@ def bench(_):
     logging.set_verbosity(logging.ERROR)  # no notes from the SavedModel writer, no deprecation notes of the FLOP counter
     if FLAGS.seed is None:
         FLAGS.seed = 0
+    if FLAGS.profile:  # ops one at a time, so that their durations add up to the step's
+        tf.config.threading.set_inter_op_parallelism_threads(1)
     precisions = [p for p in main.PRECISIONS if p == "float32" or not main.missing_hardware(p)]
     not_measured = {p: main.missing_hardware(p) for p in main.PRECISIONS if p not in precisions}
     data, data_note = loop_data()
@@ -190,6 +232,8 @@ def bench(_):
         "not_measured": not_measured,
     }
     rows = table(result, data_note)
+    if FLAGS.profile:
+        rows += profile_rows(op_seconds(training_step(dcgan)), step_flops, ceiling)
     width = max(len(name) for name, _ in rows)
     print()
     for name, value in rows:
