@@ -206,7 +206,7 @@ def table(result, data_note):
 
 
 def bench(_):
-    logging.set_verbosity(logging.ERROR)  # no notes from the SavedModel writer, no deprecation notes of the FLOP counter
+    logging.set_verbosity(logging.ERROR)  # no notes from the SavedModel writer nor the FLOP counter
     if FLAGS.seed is None:
         FLAGS.seed = 0
     if FLAGS.profile:  # ops one at a time, so that their durations add up to the step's

@@ -340,7 +340,8 @@ def missing_hardware(precision):
         ampere = [gpu for gpu in gpus
                   if tf.config.experimental.get_device_details(gpu).get("compute_capability", (0, 0)) >= (8, 0)]
         if not (ampere if gpus else utils.has_bfloat16_cpu()):
-            return "a GPU from Ampere on" if gpus else f"a CPU with AVX-512 BF16 or AMX, which {utils.cpu_model()} lacks"
+            return "a GPU from Ampere on" if gpus else \
+                f"a CPU with AVX-512 BF16 or AMX, which {utils.cpu_model()} lacks"
     if precision == "mixed_float16" and not gpus:
         return "a GPU"
     return None

@@ -372,15 +372,15 @@ class Progress:
         if not (force or self.tty or now - self.last >= self.every):
             return
         self.last = now
-        rate = self.rate(done)
+        rate = self.rate(done, now)
         eta = (self.total - done) / rate if rate > 0 else float("nan")
         line = f"{done}/{self.total} {text} | {rate:.2f} it/s ETA {format_seconds(eta)}"
         self.stream.write(("\r" + line + "\033[K") if self.tty else line + "\n")
         self.stream.flush()
 
-    def rate(self, done):
+    def rate(self, done, now=None):
         """Iterations per second from the end of the first (or from the start without warmup) to now."""
-        return (done - self.start) / max(self.clock() - self.t0, 1e-9)
+        return (done - self.start) / max((self.clock() if now is None else now) - self.t0, 1e-9)
 
     def close(self):
         if self.tty:
