@@ -530,20 +530,20 @@ def train(dcgan, manager, run, data, strategy):
     reference = load_eval_reference() if FLAGS.eval_freq and chief else None
     quality = ""
     writer = tf.summary.create_file_writer(run.logs) if chief else tf.summary.create_noop_writer()
+    write_scalars = scalar_writer()
     waited, started = 0.0, time.perf_counter()  # time the loop waited for input: the pipeline keeps up?
     with writer.as_default(), utils.StopSignals() as stop:
         for step in range(start + 1, total + 1):
             before = time.perf_counter()
             batch = next(batches)
             waited += time.perf_counter() - before
-            logs, stop_request = train_step(batch, tf.constant(int(stop.signal or 0)))
-            logs, stop_request = {k: float(v) for k, v in logs.items()}, int(stop_request)
+            step_logs, stop_request = train_step(batch, tf.constant(int(stop.signal or 0)))
+            logs, stop_request = {k: float(v) for k, v in step_logs.items()}, int(stop_request)
             if not all(np.isfinite(list(logs.values()))):
                 kept = manager.latest_checkpoint or "none was written yet"
                 raise DCGANError(f"non-finite loss at step {step} ({format_logs(logs)}); nothing of this step "
                                  f"was saved, the last good checkpoint is kept: {kept}")
-            for name, value in logs.items():
-                tf.summary.scalar(name, value, step=step)
+            write_scalars(step_logs, tf.constant(step, tf.int64))
             epoch, batch_index = divmod(step - 1, steps_per_epoch)
             if reference and (step % FLAGS.eval_freq == 0 or step == total):
                 quality = log_quality(evaluate_model(dcgan, reference), step)
@@ -568,6 +568,18 @@ def train(dcgan, manager, run, data, strategy):
     if chief:
         write_plots(dcgan, run, local_batch(strategy, batch))
     return steps_per_s
+
+
+def scalar_writer():
+    """A function that writes a step's logs as TensorBoard scalars to the default writer, as one graph:
+    eager tf.summary.scalar calls cost about 1 ms each, 2 % of a training step on a 2-core CPU."""
+    import tensorflow as tf
+
+    @tf.function
+    def write(logs, step):
+        for name, value in logs.items():
+            tf.summary.scalar(name, value, step=step)
+    return write
 
 
 def local_batch(strategy, batch):
