@@ -11,7 +11,9 @@ Prints a table, then one JSON line, all measured in this process after warm-up:
     and their share of the ceiling;
   - the training loop: main.py's own loop on real MNIST for --loop_steps steps, with its summaries,
     progress line, samples and checkpoints at their default frequencies: steps/s after its first
-    step, and as a share of the bare step's (timed before and after the loop);
+    step, as a share of the bare step's, and the share of the loop's own time spent in the step (the
+    rest is input, logging, samples and checkpoints; measured in the same run, so immune to the
+    machine's speed drifting between the two measurements);
   - generation from the SavedModel that --export writes: images/s at batch 1000, latency at batch 1.
 
     python bench.py --data_dir ../shared/data [--steps 60] [--warmup 10] [--loop_steps 400] [--profile]
@@ -131,8 +133,9 @@ def profile_rows(seconds, step_flops, ceiling):
     return rows
 
 
-def loop_steps_per_s(precision, data, folder):
-    """main.py's training loop on data for --loop_steps steps of a new run: its steps/s after the first."""
+def loop_speed(precision, data, folder):
+    """main.py's training loop on data for --loop_steps steps of a new run: its steps/s after the first,
+    and the share of that time it spent in the training step."""
     run = fresh_run(precision, folder)
     dcgan = main.build_model(run.config)
     return main.train(dcgan, main.checkpoint_manager(dcgan, run), run, data, tf.distribute.get_strategy())
@@ -166,14 +169,13 @@ def measure(precision, step_flops, g_flops, ceiling, data):
         dcgan = main.build_model(fresh_run(precision, os.path.join(folder, "step")).config)
         step_s = seconds_per_call(training_step(dcgan), FLAGS.steps, FLAGS.warmup)
         batch_s, latency_s = generation_seconds(dcgan)
-        loop = loop_steps_per_s(precision, data, os.path.join(folder, "loop")) if data else None
-        # The bare step once more: the loop compares with both, as this machine's speed may drift meanwhile.
-        around_s = (step_s + seconds_per_call(training_step(dcgan), FLAGS.steps, FLAGS.warmup)) / 2 if loop else None
+        loop, in_step = loop_speed(precision, data, os.path.join(folder, "loop")) if data else (None, None)
     n = FLAGS.batch_size
     return {"samples_per_s": round(n / step_s, 1), "iter_per_s": round(1 / step_s, 3),
             "achieved_gflops": round(step_flops / step_s / 1e9, 1),
             "share_of_ceiling": round(step_flops / step_s / 1e9 / ceiling, 3),
-            "loop_iter_per_s": loop and round(loop, 3), "loop_share_of_step": loop and round(loop * around_s, 3),
+            "loop_iter_per_s": loop and round(loop, 3), "loop_share_of_step": loop and round(loop * step_s, 3),
+            "loop_time_in_step": in_step and round(in_step, 3),
             "generate_images_per_s_batch1000": round(1000 / batch_s, 1),
             "generate_gflops_batch1000": round(1000 * g_flops / batch_s / 1e9, 1),
             "generate_share_of_ceiling": round(1000 * g_flops / batch_s / 1e9 / ceiling, 3),
@@ -191,8 +193,8 @@ def table(result, data_note):
                       f"G {result['g_forward_flops_per_image'] / 1e6:.1f} MFLOP, "
                       f"D {result['d_forward_flops_per_image'] / 1e6:.1f} MFLOP")]
     for precision, r in result["precisions"].items():
-        loop = (f"{r['loop_iter_per_s']:.2f} steps/s = {100 * r['loop_share_of_step']:.1f} % of the bare step's "
-                f"(timed before and after it)"
+        loop = (f"{r['loop_iter_per_s']:.2f} steps/s = {100 * r['loop_share_of_step']:.1f} % of the bare step's; "
+                f"{100 * r['loop_time_in_step']:.1f} % of its time in the step"
                 if r["loop_iter_per_s"] else f"not measured ({data_note})")
         rows += [(f"{precision}: training step, batch {n}", f"{r['iter_per_s']:.2f} steps/s, "
                                                            f"{r['samples_per_s']:.1f} samples/s"),

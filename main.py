@@ -501,8 +501,8 @@ def trained_steps(dcgan):
 
 
 def train(dcgan, manager, run, data, strategy):
-    """Trains to --epoch epochs; returns the loop's steps/s after its first step (None when there was
-    nothing to train). With several workers every one runs this; only the chief writes the run's
+    """Trains to --epoch epochs; returns the loop's steps/s after its first step and the share of that
+    time spent in the training step (None when there was nothing to train). With several workers every one runs this; only the chief writes the run's
     files, and a stop (signal, non-finite loss) on any worker stops all at the same step."""
     import tensorflow as tf
     images, labels = data
@@ -531,14 +531,18 @@ def train(dcgan, manager, run, data, strategy):
     quality = ""
     writer = tf.summary.create_file_writer(run.logs) if chief else tf.summary.create_noop_writer()
     write_scalars = scalar_writer()
-    waited, started = 0.0, time.perf_counter()  # time the loop waited for input: the pipeline keeps up?
+    # Where the loop's time goes: waiting for input (does the pipeline keep up?) and in the training
+    # step itself (the rest is logging, samples and checkpoints), the latter from the second step on.
+    waited, stepping, started = 0.0, 0.0, time.perf_counter()
     with writer.as_default(), utils.StopSignals() as stop:
         for step in range(start + 1, total + 1):
             before = time.perf_counter()
             batch = next(batches)
-            waited += time.perf_counter() - before
+            fetched = time.perf_counter()
+            waited += fetched - before
             step_logs, stop_request = train_step(batch, tf.constant(int(stop.signal or 0)))
             logs, stop_request = {k: float(v) for k, v in step_logs.items()}, int(stop_request)
+            stepping += (time.perf_counter() - fetched) if step > start + 1 else 0.0
             if not all(np.isfinite(list(logs.values()))):
                 kept = manager.latest_checkpoint or "none was written yet"
                 raise DCGANError(f"non-finite loss at step {step} ({format_logs(logs)}); nothing of this step "
@@ -560,14 +564,16 @@ def train(dcgan, manager, run, data, strategy):
                 raise Stopped(stop.signal or signal.SIGTERM, f"stopped by {by} at step {step}; saved "
                                                             f"{manager.latest_checkpoint}. Run the same command to resume.")
     steps_per_s = progress.rate(total)
+    in_step = stepping * steps_per_s / max(total - start - 1, 1)
     progress.close()
     written = f"Checkpoint {manager.latest_checkpoint}, samples in {run.samples}" if chief else \
         f"The chief wrote the run's checkpoint and samples in {run.checkpoints}, {run.samples}"
     print(f"Done: {total} steps ({steps_per_s:.2f} steps/s after the first). {written}. "
-          f"Waiting for input took {100 * waited / (time.perf_counter() - started):.1f} % of the time.")
+          f"Waiting for input took {100 * waited / (time.perf_counter() - started):.1f} % of the time, "
+          f"the training step {100 * in_step:.1f} % after the first.")
     if chief:
         write_plots(dcgan, run, local_batch(strategy, batch))
-    return steps_per_s
+    return steps_per_s, in_step
 
 
 def scalar_writer():
