@@ -216,8 +216,9 @@ def bench(_):
         FLAGS.seed = 0
     if FLAGS.profile:  # ops one at a time, so that their durations add up to the step's
         tf.config.threading.set_inter_op_parallelism_threads(1)
-    precisions = [p for p in main.PRECISIONS if p == "float32" or not main.missing_hardware(p)]
-    not_measured = {p: main.missing_hardware(p) for p in main.PRECISIONS if p not in precisions}
+    missing = {p: main.missing_hardware(p) for p in main.PRECISIONS if p != "float32"}
+    precisions = ["float32"] + [p for p, lacks in missing.items() if not lacks]
+    not_measured = {p: lacks for p, lacks in missing.items() if lacks}
     data, data_note = loop_data()
     n = FLAGS.batch_size
     with tempfile.TemporaryDirectory() as folder:

@@ -502,8 +502,9 @@ def trained_steps(dcgan):
 
 def train(dcgan, manager, run, data, strategy):
     """Trains to --epoch epochs; returns the loop's steps/s after its first step and the share of that
-    time spent in the training step (None when there was nothing to train). With several workers every one runs this; only the chief writes the run's
-    files, and a stop (signal, non-finite loss) on any worker stops all at the same step."""
+    time spent in the training step (None when there was nothing to train). With several workers every
+    one runs this; only the chief writes the run's files, and a stop (signal, non-finite loss) on any
+    worker stops all at the same step."""
     import tensorflow as tf
     images, labels = data
     steps_per_epoch = len(images) // FLAGS.batch_size
@@ -561,8 +562,9 @@ def train(dcgan, manager, run, data, strategy):
             if stop_request:
                 progress.close()
                 by = stop.signal.name if stop.signal else "a signal to another worker"
-                raise Stopped(stop.signal or signal.SIGTERM, f"stopped by {by} at step {step}; saved "
-                                                            f"{manager.latest_checkpoint}. Run the same command to resume.")
+                raise Stopped(stop.signal or signal.SIGTERM,
+                              f"stopped by {by} at step {step}; saved {manager.latest_checkpoint}. "
+                              "Run the same command to resume.")
     steps_per_s = progress.rate(total)
     in_step = stepping * steps_per_s / max(total - start - 1, 1)
     progress.close()

@@ -342,7 +342,8 @@ class DCGAN(keras.Model):
     sync_batch_norm.
 
     precision is a Keras dtype policy (float32, mixed_bfloat16, mixed_float16): the networks compute in
-    it; their weights, the losses and the samples stay float32. mixed_float16 scales the losses (LossScaleOptimizer).
+    it; their weights, the losses and the samples stay float32. mixed_float16 scales the losses
+    (LossScaleOptimizer).
     """
 
     def __init__(self, y_dim=10, z_dim=100, output_height=28, output_width=28, c_dim=1, gf_dim=64,
@@ -446,10 +447,10 @@ class DCGAN(keras.Model):
             d_loss_real = adversarial_loss(self.loss, real_scores, 1.0)
             d_loss_fake = adversarial_loss(self.loss, fake_scores, 0.0)
             d_loss = d_loss_real + d_loss_fake
-        step = self.d_optimizer.iterations + 1
+        step = self.step + 1
         self.apply_gradients(self.d_updater, tape, d_loss, self.discriminator)
         if self.d_updater is not self.d_optimizer:  # a skipped (overflowed) update is a step all the same
-            self.d_optimizer.iterations.assign(step)
+            self.step.assign(step)
         # D(x) and D(G(z)) as logged: probabilities for gan, the raw scores (targets 1 and 0) for lsgan.
         shown = tf.sigmoid if self.loss == "gan" else tf.identity
         real_scores, fake_scores = tf.cast(real_scores, tf.float32), tf.cast(fake_scores, tf.float32)
