@@ -530,12 +530,12 @@ def train(dcgan, manager, run, data, strategy):
     progress = utils.Progress(total, start)
     reference = load_eval_reference() if FLAGS.eval_freq and chief else None
     quality = ""
-    writer = tf.summary.create_file_writer(run.logs) if chief else tf.summary.create_noop_writer()
     write_scalars = scalar_writer()
     # Where the loop's time goes: waiting for input (does the pipeline keep up?) and in the training
     # step itself (the rest is logging, samples and checkpoints), the latter from the second step on.
     waited, stepping, started = 0.0, 0.0, time.perf_counter()
-    with writer.as_default(), utils.StopSignals() as stop:
+    # Signals are caught before the events file appears, so whoever sees it can stop the run cleanly.
+    with utils.StopSignals() as stop, summary_writer(run, chief).as_default():
         for step in range(start + 1, total + 1):
             before = time.perf_counter()
             batch = next(batches)
@@ -576,6 +576,11 @@ def train(dcgan, manager, run, data, strategy):
     if chief:
         write_plots(dcgan, run, local_batch(strategy, batch))
     return steps_per_s, in_step
+
+
+def summary_writer(run, chief):
+    import tensorflow as tf
+    return tf.summary.create_file_writer(run.logs) if chief else tf.summary.create_noop_writer()
 
 
 def scalar_writer():
