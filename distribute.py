@@ -99,7 +99,7 @@ def distributed_step(strategy, train_step, dataset):
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     batches = iter(strategy.experimental_distribute_dataset(dataset.with_options(options)))
 
-    @tf.function
+    @tf.function(autograph=False)
     def step(batch, stop):
         logs = strategy.run(train_step, args=(batch,))
         logs = {name: strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None) for name, value in logs.items()}
