@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import ROOT, TINY_FLAGS, error_lines, run_main, write_idx, write_image_folder, write_mnist_folder
+from conftest import ROOT, TINY_RUN_ARGS, error_lines, run_main, write_idx, write_image_folder, write_mnist_folder
 
 RUN = "mnist_32_28_28"
 DEFAULT_RUN = "mnist_64_28_28"
@@ -24,7 +24,7 @@ DEFAULT_CONFIG = {"dataset": "mnist", "batch_size": 64, "train_size": None, "out
 
 
 def train_args(*extra):
-    return ["--dataset=mnist", "--data_dir=data", "--batch_size=32", "--seed=3", *TINY_FLAGS, *extra]
+    return [*TINY_RUN_ARGS, *extra]
 
 
 # ------------------------------------------------------------------ the bad-input catalogue
@@ -240,9 +240,8 @@ def summary_values(log_dir):
             for tag in events.Tags()["tensors"]}
 
 
-def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp_path):
-    mnist(tmp_path)
-    assert run_main(train_args("--train", "--epoch=1"), tmp_path)[0] == 0
+def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp_path, trained_tiny):
+    trained_tiny(tmp_path)
     ckpt = tmp_path / "checkpoints" / RUN
     before = snapshot(ckpt)
     rc, out = run_main(train_args("--train", "--epoch=2", "--learning_rate=1e30"), tmp_path)
@@ -255,9 +254,8 @@ def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp
     assert all(np.all(np.isfinite(v)) for v in values.values())
 
 
-def test_disk_full_while_saving_keeps_the_previous_checkpoint(tmp_path):
-    mnist(tmp_path)
-    assert run_main(train_args("--train", "--epoch=1"), tmp_path)[0] == 0
+def test_disk_full_while_saving_keeps_the_previous_checkpoint(tmp_path, trained_tiny):
+    trained_tiny(tmp_path)
     ckpt = tmp_path / "checkpoints" / RUN
     before = snapshot(ckpt)
 
@@ -279,24 +277,20 @@ def test_disk_full_while_saving_keeps_the_previous_checkpoint(tmp_path):
     assert not glob.glob(str(ckpt / "*_temp*"))
 
 
-def test_resume_takes_the_learning_rate_given_now(tmp_path):
-    mnist(tmp_path)
-    assert run_main(train_args("--train", "--epoch=1", "--learning_rate=0.001"), tmp_path)[0] == 0
+def test_resume_takes_the_learning_rate_given_now(tmp_path, trained_tiny):
+    trained_tiny(tmp_path)  # trained at the default 0.0002
     assert run_main(train_args("--train", "--epoch=2", "--learning_rate=0.0005"), tmp_path)[0] == 0
     reader = tf.train.load_checkpoint(str(tmp_path / "checkpoints" / RUN / "ckpt-20"))
     rates = [reader.get_tensor(k) for k in reader.get_variable_to_shape_map() if k.endswith("_learning_rate/.ATTRIBUTES/VARIABLE_VALUE")]
     assert len(rates) == 2 and all(r == pytest.approx(0.0005) for r in rates)
 
 
-def test_same_seed_gives_the_same_losses(tmp_path):
-    mnist(tmp_path)
-    losses = {}
+def test_same_seed_gives_the_same_losses(tmp_path, trained_tiny):
+    trained_tiny(tmp_path)  # one process trained it with --seed=3; another does so again here
+    assert run_main(train_args("--train", "--epoch=1", "--out_name=again"), tmp_path)[0] == 0
     # (That another seed gives other losses is tested in-process, in test_model.)
-    for name, seed in (("a", 3), ("b", 3)):
-        args = ["--dataset=mnist", "--data_dir=data", "--batch_size=32", f"--seed={seed}", *TINY_FLAGS,
-                "--train", "--epoch=1", f"--out_name={name}"]
-        assert run_main(args, tmp_path)[0] == 0
-        values = summary_values(tmp_path / "logs" / name)
-        losses[name] = np.concatenate([values["d_loss"], values["g_loss"]])
+    first, again = summary_values(tmp_path / "logs" / RUN), summary_values(tmp_path / "logs" / "again")
     # Two processes on one machine run the same kernels; a tolerance still spares threading's rounding.
-    np.testing.assert_allclose(losses["a"], losses["b"], rtol=1e-4, atol=1e-6)
+    for name in ("d_loss", "g_loss"):
+        assert len(first[name]) == 10
+        np.testing.assert_allclose(first[name], again[name], rtol=1e-4, atol=1e-6)
