@@ -302,8 +302,10 @@ class WeightAverage(tf.Module):
     def update(self):
         t = tf.cast(self.updates, tf.float32)
         decay = tf.minimum(self.decay, (1.0 + t) / (10.0 + t))
+        # average - (1 - decay)(average - source) = decay * average + (1 - decay) * source, in two passes over
+        # the weights where the plain expression takes four (3 % of a training step on a 2-core CPU).
         for average, source in zip(self.trainable + self.non_trainable, self.sources):
-            average.assign(decay * average + (1.0 - decay) * source.value)
+            tf.raw_ops.ResourceApplyGradientDescent(var=handle(average), alpha=1.0 - decay, delta=average - source.value)
         self.updates.assign_add(1)
 
 
