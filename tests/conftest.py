@@ -25,8 +25,8 @@ flags.FLAGS.mark_as_parsed()
 # A model small enough to train in seconds on 2 cores, with the real layer structure.
 TINY = dict(z_dim=8, gf_dim=8, df_dim=8, gfc_dim=32, dfc_dim=32)
 TINY_FLAGS = [f"--{k}={v}" for k, v in TINY.items()]
-# main.py's flags for the tiny model on the synthetic MNIST in ./data (10 steps an epoch).
-TINY_RUN_ARGS = ["--dataset=mnist", "--data_dir=data", "--batch_size=32", "--seed=3", *TINY_FLAGS]
+# main.py's flags for the tiny model on the synthetic MNIST (10 steps an epoch); --data_dir is the test's.
+TINY_RUN_ARGS = ["--dataset=mnist", "--batch_size=32", "--seed=3", *TINY_FLAGS]
 
 
 def write_idx(path, array, compress=False):
@@ -66,11 +66,11 @@ def data_dir(tmp_path):
 
 @pytest.fixture(scope="session")
 def trained_tiny(tmp_path_factory):
-    """A copier of one epoch of the tiny model trained with TINY_RUN_ARGS (data, checkpoint, logs,
-    samples) into a test's folder: trained once per worker, since each fresh main.py costs seconds."""
+    """A copier of one epoch of the tiny model trained with TINY_RUN_ARGS on ./data (data, checkpoint,
+    logs, samples) into a test's folder: trained once per worker, since each fresh main.py costs seconds."""
     folder = tmp_path_factory.mktemp("trained_tiny")
     write_mnist_folder(str(folder / "data" / "mnist"))
-    rc, out = run_main([*TINY_RUN_ARGS, "--train", "--epoch=1"], folder)
+    rc, out = run_main([*TINY_RUN_ARGS, "--data_dir=data", "--train", "--epoch=1"], folder)
     assert rc == 0, out
     return lambda target: shutil.copytree(folder, target, dirs_exist_ok=True)
 

@@ -14,7 +14,7 @@ from PIL import Image
 
 import demo
 import utils
-from conftest import ROOT, TINY_FLAGS, TINY
+from conftest import ROOT, TINY, TINY_RUN_ARGS
 from model import DCGAN, ExportedGenerator, export_savedmodel, generate
 
 # Its module-scoped fixtures are costly: the whole file runs on one xdist worker.
@@ -140,7 +140,7 @@ def ignore_sigint():
 
 
 def test_main_demo_exports_the_checkpoint_serves_it_and_stops_on_ctrl_c(tmp_path, data_dir):
-    args = ["--dataset=mnist", f"--data_dir={data_dir}", "--batch_size=32", "--seed=3", *TINY_FLAGS]
+    args = [*TINY_RUN_ARGS, f"--data_dir={data_dir}"]
     train = subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), *args, "--train", "--epoch=1"],
                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert train.returncode == 0, train.stdout + train.stderr

@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import ROOT, TINY, TINY_FLAGS, error_lines, run_main
+from conftest import ROOT, TINY, TINY_FLAGS, TINY_RUN_ARGS, error_lines, run_main
 
 pytestmark = pytest.mark.xdist_group("distribute")
 
@@ -85,8 +85,8 @@ def trained_state(prefix):
 def test_two_workers_train_as_one_stop_together_and_resume(tmp_path, data_dir):
     import tensorflow as tf
     run = "mnist_32_28_28"
-    args = ["--dataset=mnist", f"--data_dir={data_dir}", "--train", "--strategy=multi_worker", "--batch_size=32",
-            "--seed=3", "--epoch=8", "--ckpt_freq=5", "--sample_freq=100", "--worker_wait=120", *TINY_FLAGS]
+    args = [*TINY_RUN_ARGS, f"--data_dir={data_dir}", "--train", "--strategy=multi_worker", "--epoch=8",
+            "--ckpt_freq=5", "--sample_freq=100", "--worker_wait=120"]
     chief_dir, scratch = tmp_path / "checkpoints" / run, tmp_path / "checkpoints" / run / ".worker1"
     workers = start_workers(args, tmp_path, free_ports(2))
     # Preempt worker 1 once the chief has saved a checkpoint: both must save the same step and stop.

@@ -24,7 +24,7 @@ DEFAULT_CONFIG = {"dataset": "mnist", "batch_size": 64, "train_size": None, "out
 
 
 def train_args(*extra):
-    return [*TINY_RUN_ARGS, *extra]
+    return [*TINY_RUN_ARGS, "--data_dir=data", *extra]
 
 
 # ------------------------------------------------------------------ the bad-input catalogue

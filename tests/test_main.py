@@ -12,13 +12,13 @@ from PIL import Image
 
 import main
 import utils
-from conftest import TINY, TINY_FLAGS, error_lines, run_main
+from conftest import TINY, TINY_RUN_ARGS, error_lines, run_main
 
 RUN = "mnist_32_28_28"
 
 
 def train_args(data_dir, *extra):
-    return ["--dataset=mnist", f"--data_dir={data_dir}", "--batch_size=32", "--seed=3", *TINY_FLAGS, *extra]
+    return [*TINY_RUN_ARGS, f"--data_dir={data_dir}", *extra]
 
 
 def test_train_resume_sample_and_export(tmp_path, data_dir):
