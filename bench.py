@@ -8,7 +8,7 @@ Prints a table, then one JSON line, all measured in this process after warm-up:
   - the training step: the real train_step, built as main.py builds it, at --batch_size on in-memory
     inputs, run as main.py runs it (tf.distribute, tf.data, a host read of the loss per step): the
     reference's model and schedule (one D and two G updates per step): steps/s, samples/s, GFLOP/s
-    and their share of the ceiling;
+    and their share of the ceiling; in bfloat16 also without the deconvolutions in phases (ops.Deconv2D);
   - the training loop: main.py's own loop on real MNIST for --loop_steps steps, with its summaries,
     progress line, samples and checkpoints at their default frequencies: steps/s after its first
     step, as a share of the bare step's, and the share of the loop's own time spent in the step (the
@@ -35,6 +35,7 @@ import tensorflow as tf
 from absl import app, flags, logging
 
 import distribute
+import ops
 import utils
 from model import export_savedmodel
 
@@ -170,8 +171,10 @@ def measure(precision, step_flops, g_flops, ceiling, data):
         step_s = seconds_per_call(training_step(dcgan), FLAGS.steps, FLAGS.warmup)
         batch_s, latency_s = generation_seconds(dcgan)
         loop, in_step = loop_speed(precision, data, os.path.join(folder, "loop")) if data else (None, None)
+        transposed_s = transposed_step_seconds(precision, os.path.join(folder, "transposed"))
     n = FLAGS.batch_size
     return {"samples_per_s": round(n / step_s, 1), "iter_per_s": round(1 / step_s, 3),
+            "iter_per_s_transposed_deconvolutions": transposed_s and round(1 / transposed_s, 3),
             "achieved_gflops": round(step_flops / step_s / 1e9, 1),
             "share_of_ceiling": round(step_flops / step_s / 1e9 / ceiling, 3),
             "loop_iter_per_s": loop and round(loop, 3), "loop_share_of_step": loop and round(loop * step_s, 3),
@@ -180,6 +183,19 @@ def measure(precision, step_flops, g_flops, ceiling, data):
             "generate_gflops_batch1000": round(1000 * g_flops / batch_s / 1e9, 1),
             "generate_share_of_ceiling": round(1000 * g_flops / batch_s / 1e9 / ceiling, 3),
             "generate_latency_ms_batch1": round(1000 * latency_s, 2)}
+
+
+def transposed_step_seconds(precision, folder):
+    """Seconds a training step takes with its deconvolutions as transposed convolutions, where they
+    would compute in phases (bfloat16): shows whether the phases pay on this CPU. None elsewhere."""
+    if not ops.PHASE_DTYPES & {keras.DTypePolicy(precision).compute_dtype}:
+        return None
+    phase_dtypes, ops.PHASE_DTYPES = ops.PHASE_DTYPES, set()
+    try:
+        return seconds_per_call(training_step(main.build_model(fresh_run(precision, folder).config)), FLAGS.steps,
+                                FLAGS.warmup)
+    finally:
+        ops.PHASE_DTYPES = phase_dtypes
 
 
 def table(result, data_note):
@@ -200,6 +216,9 @@ def table(result, data_note):
                                                            f"{r['samples_per_s']:.1f} samples/s"),
                  ("  achieved", f"{r['achieved_gflops']:.1f} GFLOP/s = {100 * r['share_of_ceiling']:.0f} % of the "
                                 f"fp32 ceiling"),
+                 *([("  same, deconvolutions not in phases", f"{r['iter_per_s_transposed_deconvolutions']:.2f} "
+                                                             f"steps/s")] if r["iter_per_s_transposed_deconvolutions"]
+                   else []),
                  (f"  main.py's loop, {result['loop_steps']} steps", loop),
                  ("  generation (SavedModel), batch 1000", f"{r['generate_images_per_s_batch1000']:.0f} images/s = "
                                                            f"{r['generate_gflops_batch1000']:.1f} GFLOP/s = "

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import ops
 
@@ -48,3 +49,54 @@ def test_conv_cond_concat_tiles_label_over_every_pixel():
     np.testing.assert_array_equal(out[..., :5], x)
     for i in range(2):
         np.testing.assert_array_equal(out[i, :, :, 5:], np.broadcast_to(y[i], (3, 4, 10)))
+
+
+def paired_deconvs(kernel_size, output_padding, input_shape, seed=0):
+    """The same deconvolution with and without phases, on the same random kernel and bias."""
+    rng = np.random.default_rng(seed)
+    pair = [ops.deconv2d(4, f"d{p}", phases=p, kernel_size=kernel_size, output_padding=output_padding)
+            for p in (False, True)]
+    for layer in pair:
+        layer.build(input_shape)
+    kernel, bias = rng.normal(size=pair[0].kernel.shape), rng.normal(size=pair[0].bias.shape)
+    for layer in pair:
+        layer.kernel.assign(kernel.astype(np.float32))
+        layer.bias.assign(bias.astype(np.float32))
+    return pair
+
+
+# The generators' deconvolutions: 5x5 to an even size (MNIST), to an odd size (the 64x64 model drawing
+# 28x28), from 1 pixel, and CS231N's 4x4; a non-square input checks the axes are not swapped.
+@pytest.mark.parametrize("kernel_size, input_size, output_padding",
+                         [(5, 7, None), (5, 4, 0), (5, 2, 1), (5, 1, 0), (4, 7, None)])
+def test_deconv2d_in_phases_equals_the_transposed_convolution_forward_and_backward(kernel_size, input_size,
+                                                                                    output_padding):
+    shape = (3, input_size, input_size + 1, 6)
+    x = tf.constant(np.random.default_rng(1).normal(size=shape).astype(np.float32))
+    plain, phased = paired_deconvs(kernel_size, output_padding, shape)
+    assert plain.phase_layout(shape) is None and phased.phase_layout(shape) is not None
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        outputs = [plain(x), phased(x)]
+        weights = tf.constant(np.random.default_rng(2).normal(size=outputs[0].shape).astype(np.float32))
+        losses = [tf.reduce_sum(y * weights) for y in outputs]
+    assert outputs[0].shape == outputs[1].shape
+    np.testing.assert_allclose(outputs[1], outputs[0], atol=1e-4)
+    for (grad_plain, grad_phased) in zip(*(tape.gradient(loss, [x, layer.kernel, layer.bias])
+                                           for loss, layer in zip(losses, (plain, phased)))):
+        np.testing.assert_allclose(grad_phased, grad_plain, atol=1e-4)
+
+
+def test_deconv2d_computes_in_phases_only_in_bfloat16_and_gives_the_float32_result_to_bfloat16_rounding():
+    shape = (2, 7, 7, 6)
+    x = np.random.default_rng(3).normal(size=shape).astype(np.float32)
+    plain = paired_deconvs(5, None, shape)[0]
+    with ops.dtype_policy("mixed_bfloat16"):
+        bfloat16 = ops.deconv2d(4, "bf")
+    bfloat16.build(shape)
+    bfloat16.set_weights(plain.get_weights())
+    assert plain.phase_layout(shape) is None and ops.deconv2d(4, "f").phase_layout(shape) is None
+    assert bfloat16.phase_layout(shape) is not None
+    expected, got = plain(x).numpy(), bfloat16(x)
+    assert got.dtype == tf.bfloat16
+    np.testing.assert_allclose(tf.cast(got, tf.float32), expected, atol=0.05 * np.abs(expected).max())
