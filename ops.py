@@ -48,9 +48,9 @@ class Deconv2D(layers.Conv2DTranspose):
     depth_to_space. Each phase of the output only sees the kernel taps of its parity, so the
     convolution's kernel is the transposed one's taps re-arranged, zeros where a phase has no tap.
 
-    It does about 1.4x the multiplications, but oneDNN's bfloat16 transposed convolutions are slow:
-    on an AMX CPU the re-arranged form ran about twice as fast in bfloat16, while in float32 it is
-    slower (AVX2: 105 against 70 ms forward and backward for the MNIST generator's first
+    With 5x5 kernels it does 1.44x the multiplications, but oneDNN's bfloat16 transposed convolutions
+    are slow: on an AMX CPU the re-arranged form ran about twice as fast in bfloat16, while in float32
+    it is slower (AVX2: 105 against 70 ms forward and backward for the MNIST generator's first
     deconvolution). So phases=None uses it when the layer computes in a dtype of PHASE_DTYPES."""
 
     def __init__(self, filters, phases=None, **kwargs):
