@@ -82,7 +82,7 @@ def test_deconv2d_in_phases_equals_the_transposed_convolution_forward_and_backwa
         losses = [tf.reduce_sum(y * weights) for y in outputs]
     assert outputs[0].shape == outputs[1].shape
     np.testing.assert_allclose(outputs[1], outputs[0], atol=1e-4)
-    for (grad_plain, grad_phased) in zip(*(tape.gradient(loss, [x, layer.kernel, layer.bias])
+    for grad_plain, grad_phased in zip(*(tape.gradient(loss, [x, layer.kernel, layer.bias])
                                            for loss, layer in zip(losses, (plain, phased)))):
         np.testing.assert_allclose(grad_phased, grad_plain, atol=1e-4)
 
