@@ -88,6 +88,16 @@ def fresh_run(precision, folder):
     return main.Run(main.run_config())
 
 
+def fresh_model(precision, folder):
+    """A new DCGAN built as main.py builds it, its run's folders in folder."""
+    return main.build_model(fresh_run(precision, folder).config)
+
+
+def step_seconds(dcgan):
+    """Seconds per training step after warm-up."""
+    return seconds_per_call(training_step(dcgan), FLAGS.steps, FLAGS.warmup)
+
+
 def training_step(dcgan):
     """One training step as main.py runs it: through tf.distribute (the default strategy: one device)
     on a tf.data stream, with a host read."""
@@ -167,8 +177,8 @@ def loop_data():
 
 def measure(precision, step_flops, g_flops, ceiling, data):
     with tempfile.TemporaryDirectory() as folder:
-        dcgan = main.build_model(fresh_run(precision, os.path.join(folder, "step")).config)
-        step_s = seconds_per_call(training_step(dcgan), FLAGS.steps, FLAGS.warmup)
+        dcgan = fresh_model(precision, os.path.join(folder, "step"))
+        step_s = step_seconds(dcgan)
         batch_s, latency_s = generation_seconds(dcgan)
         loop, in_step = loop_speed(precision, data, os.path.join(folder, "loop")) if data else (None, None)
         transposed_s = transposed_step_seconds(precision, os.path.join(folder, "transposed"))
@@ -192,8 +202,7 @@ def transposed_step_seconds(precision, folder):
         return None
     phase_dtypes, ops.PHASE_DTYPES = ops.PHASE_DTYPES, set()
     try:
-        return seconds_per_call(training_step(main.build_model(fresh_run(precision, folder).config)), FLAGS.steps,
-                                FLAGS.warmup)
+        return step_seconds(fresh_model(precision, folder))
     finally:
         ops.PHASE_DTYPES = phase_dtypes
 
@@ -241,7 +250,7 @@ def bench(_):
     data, data_note = loop_data()
     n = FLAGS.batch_size
     with tempfile.TemporaryDirectory() as folder:
-        dcgan = main.build_model(fresh_run("float32", folder).config)
+        dcgan = fresh_model("float32", folder)
     step_flops = graph_flops(dcgan.train_step, (tf.TensorSpec((n, 28, 28, 1)), tf.TensorSpec((n, 10))))
     g_flops = graph_flops(lambda z, y: dcgan.generator(z, y), tf.TensorSpec((1, dcgan.z_dim)), tf.TensorSpec((1, 10)))
     d_flops = graph_flops(lambda x, y: dcgan.discriminator(x, y), tf.TensorSpec((1, 28, 28, 1)),
