@@ -227,8 +227,9 @@ def test_sigterm_and_sigint_save_a_checkpoint_then_stop(tmp_path, signum, code):
     name = signal.Signals(signum).name
     assert f"Stopped: stopped by {name} at step {step}; saved checkpoints/{RUN}/ckpt-{step}" in out, out
     assert "Traceback" not in out
-    rc, out = run_main(train_args("--train", f"--epoch={step // 10 + 1}"), tmp_path)
-    assert rc == 0 and f"steps {step}.." in out, out
+    if signum == signal.SIGTERM:  # both save through the same code: one resume shows the checkpoint goes on
+        rc, out = run_main(train_args("--train", f"--epoch={step // 10 + 1}"), tmp_path)
+        assert rc == 0 and f"steps {step}.." in out, out
 
 
 def summary_values(log_dir):

@@ -125,10 +125,8 @@ def test_main_trains_resumes_evaluates_exports_and_generates_a_variant(tmp_path,
     with open(tmp_path / "checkpoints" / run / "config.json") as f:
         config = json.load(f)
     assert (config["arch"], config["loss"], config["spectral_norm"], config["z_dim"]) == ("mlp", "lsgan", True, 96)
-    rc, out = run_main([*args, "--train", "--epoch=2"], tmp_path)
+    rc, out = run_main([*args, "--train", "--epoch=2", "--eval", "--eval_n=20", "--export"], tmp_path)
     assert rc == 0 and f"Restored checkpoints/{run}/ckpt-10" in out and "steps 10..20" in out, out
-    rc, out = run_main([*args, "--eval", "--eval_n=20", "--export"], tmp_path)
-    assert rc == 0, out
     with open(tmp_path / "samples" / run / "eval.json") as f:
         assert json.load(f)["step"] == 20
     rc, out = run_main([*args, "--generate", "--labels=1,2", "--n_per_label=2",
