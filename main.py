@@ -13,8 +13,10 @@ folders, unconditional on a folder of pictures (celebA, your own).
 """
 import glob
 import json
+import math
 import os
 import random
+import re
 import shutil
 import signal
 import sys
@@ -53,7 +55,7 @@ CURVES, CURVES_N = "curves", 6400
 
 flags.DEFINE_integer("epoch", 25, "Epochs to train.", lower_bound=1)
 flags.DEFINE_float("learning_rate", 0.0002, "Adam learning rate, for both networks.", lower_bound=0.0)
-flags.DEFINE_float("beta1", 0.5, "Adam beta1 (momentum term), for both networks.", lower_bound=0.0, upper_bound=1.0)
+flags.DEFINE_float("beta1", 0.5, "Adam beta1 (momentum term), for both networks: at least 0, below 1.")
 flags.DEFINE_integer("train_size", None, "Use at most this many training images (default: all).", lower_bound=1)
 flags.DEFINE_integer("batch_size", 64, "Images per batch.", lower_bound=1)
 flags.DEFINE_integer("input_height", None, f"With --crop: height of the centre crop taken from each image of a "
@@ -180,6 +182,22 @@ def _curves_flags(f):
         return f["arch"] != CURVES
     sizes = [f[k] for k in ("input_height", "input_width", "output_height", "output_width")]
     return f["arch"] in ("dcgan", CURVES) and sizes == [None] * 4 and not (f["generate"] or f["visualize"] or f["demo"])
+
+
+# absl's bounds let nan through (every comparison with it is false), and Adam divides by 1 - beta1^t.
+@flags.validator("learning_rate", message="--learning_rate must be a finite number, 0 or more")
+def _finite_rate(value):
+    return math.isfinite(value)
+
+
+@flags.validator("beta1", message="--beta1 must be at least 0 and below 1")
+def _beta1_below_one(value):
+    return 0 <= value < 1
+
+
+@flags.validator("ema_decay", message="--ema_decay must be a finite number in 0..0.99999")
+def _finite_decay(value):
+    return math.isfinite(value)
 
 
 @flags.validator("out_name", message="--out_name must be a plain folder name (no '/', '..' or leading '.')")
@@ -506,6 +524,9 @@ def train(dcgan, manager, run, data, strategy):
     one runs this; only the chief writes the run's files, and a stop (signal, non-finite loss) on any
     worker stops all at the same step."""
     import tensorflow as tf
+    if not tf.config.list_physical_devices("GPU"):  # a GPU's memory is its own, and TF names it when short
+        utils.check_memory(FLAGS.batch_size * dcgan.step_bytes_per_image(),
+                           f"a training step at --batch_size {FLAGS.batch_size} needs about", "use a smaller --batch_size")
     images, labels = data
     steps_per_epoch = len(images) // FLAGS.batch_size
     total = FLAGS.epoch * steps_per_epoch
@@ -570,9 +591,12 @@ def train(dcgan, manager, run, data, strategy):
     progress.close()
     written = f"Checkpoint {manager.latest_checkpoint}, samples in {run.samples}" if chief else \
         f"The chief wrote the run's checkpoint and samples in {run.checkpoints}, {run.samples}"
-    print(f"Done: {total} steps ({steps_per_s:.2f} steps/s after the first). {written}. "
-          f"Waiting for input took {100 * waited / (time.perf_counter() - started):.1f} % of the time, "
-          f"the training step {100 * in_step:.1f} % after the first.")
+    if total - start > 1:
+        print(f"Done: {total} steps ({steps_per_s:.2f} steps/s after the first). {written}. "
+              f"Waiting for input took {100 * waited / (time.perf_counter() - started):.1f} % of the time, "
+              f"the training step {100 * in_step:.1f} % after the first.")
+    else:  # the first step, which traces the graph, has no rate to tell
+        print(f"Done: {total} steps. {written}.")
     if chief:
         write_plots(dcgan, run, local_batch(strategy, batch))
     return steps_per_s, in_step
@@ -840,6 +864,25 @@ def run_main(argv):
     except (DCGANError, OSError) as e:
         print(f"Error: {e}", file=sys.stderr)
         sys.exit(1)
+    except Exception as e:
+        shortage = memory_shortage(e)
+        if shortage is None:
+            raise
+        print(f"Error: out of memory ({shortage}): a smaller --batch_size, --n_per_label or --eval_n, or narrower "
+              "networks (--z_dim, --gf_dim, --df_dim, --gfc_dim, --dfc_dim), need less; checkpoints already written "
+              "are kept", file=sys.stderr)
+        sys.exit(1)
+
+
+def memory_shortage(error):
+    """What could not be allocated, when error is TensorFlow's or Python's out-of-memory error; else None."""
+    if isinstance(error, MemoryError):
+        return str(error) or "MemoryError"
+    tf = sys.modules.get("tensorflow")
+    if tf is None or not isinstance(error, tf.errors.ResourceExhaustedError):
+        return None
+    found = re.search(r"OOM when allocating tensor with shape\[[^\]]*\]", str(error))
+    return found.group(0) if found else str(error).strip().splitlines()[0]
 
 
 if __name__ == "__main__":

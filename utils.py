@@ -226,7 +226,8 @@ def read_images(paths, size, crop=None, channels=None, workers=None):
     """(uint8 [N, H, W, C], indices of the paths read) for image files, decoded in parallel threads
     (Pillow releases the GIL while decoding and resizing). Unreadable files are skipped with a warning
     that names them. channels 1 or 3; None: 1 if every file is grayscale, else 3."""
-    check_memory(len(paths) * size[0] * size[1] * 3, f"{len(paths)} images of {size[1]}x{size[0]}")
+    check_memory(len(paths) * size[0] * size[1] * 3, f"{len(paths)} images of {size[1]}x{size[0]} need",
+                 "use fewer (--train_size) or smaller (--output_height) images", DataError)
     images, gray, kept, skipped = np.empty((len(paths), *size, 3), np.uint8), [], [], []
     progress = Progress(len(paths), warmup=False)
     pool = concurrent.futures.ThreadPoolExecutor(workers or os.cpu_count())
@@ -262,16 +263,17 @@ def try_read_image(path, size, crop):
         return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
 
-def check_memory(needed, what):
-    """Refuses, with one line, data that would not fit in the memory available now."""
+def check_memory(needed, what, advice, error=DCGANError):
+    """Refuses, with one line, work that would not fit in the memory available now: what (ending in
+    "need" or "needs") is said to need `needed` bytes, and advice tells how to need less."""
     try:
         with open("/proc/meminfo") as f:
             available = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
     except (OSError, StopIteration, ValueError):
         return  # not Linux: no figure to check against
     if needed > 0.8 * available:
-        raise DataError(f"{what} need {needed / 2 ** 30:.1f} GiB in memory and {available / 2 ** 30:.1f} GiB "
-                        f"are available: use fewer (--train_size) or smaller (--output_height) images")
+        raise error(f"{what} {needed / 2 ** 30:.1f} GiB in memory and {available / 2 ** 30:.1f} GiB are "
+                    f"available: {advice}")
 
 
 # ---------------------------------------------------------------- the 1-D toy

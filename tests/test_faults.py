@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 
 import numpy as np
 import pytest
@@ -117,6 +118,12 @@ CATALOGUE = [
     ("non-numeric z_dim", nothing, ["--z_dim=abc"], "--z_dim=abc: invalid literal"),
     ("output size the data cannot give", nothing, ["--output_height=64"], "MNIST-like datasets have 28x28 images"),
     ("train_size below batch_size", nothing, ["--train_size=10"], "--train_size must be at least --batch_size"),
+    ("learning rate that is not a number", nothing, ["--learning_rate=nan"],
+     "flag --learning_rate=nan: --learning_rate must be a finite number"),
+    ("beta1 of 1", nothing, ["--beta1=1"], "flag --beta1=1.0: --beta1 must be at least 0 and below 1"),
+    # 400 TB: more than any machine's address space, so the allocation fails rather than swapping.
+    ("model larger than memory", mnist, train_args("--train", "--z_dim=100000000000000"),
+     "Error: out of memory (OOM when allocating tensor with shape[1,100000000000000]): a smaller --batch_size"),
     ("unknown z_dist", nothing, ["--z_dist=gauss"], "value should be one of <uniform_signed|uniform_unsigned|normal>"),
     ("other architecture flags than the run's", other_architecture, ["--train", "--z_dim=100"],
      f"run '{DEFAULT_RUN}' in checkpoints/{DEFAULT_RUN} was made with --z_dim=50, not 100"),
@@ -153,6 +160,18 @@ def test_bad_input_gets_one_clear_line_and_changes_nothing(tmp_path, case, setup
     assert message in lines[0], out
     assert len(lines) <= 2, out  # absl adds "Pass --helpshort or --helpfull to see help on flags."
     assert snapshot(tmp_path) == before
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/meminfo"), reason="the memory check reads Linux's /proc/meminfo")
+def test_training_refuses_a_batch_larger_than_memory_before_touching_anything():
+    import main
+    import utils
+    assert utils.check_memory(1, "one byte needs", "") is None
+    huge = types.SimpleNamespace(step_bytes_per_image=lambda: 2 ** 50)  # a PiB an image
+    # The check comes first: no run, data, checkpoint manager or strategy is touched.
+    with pytest.raises(utils.DCGANError, match=r"^a training step at --batch_size 64 needs about \d+\.\d GiB in "
+                                               r"memory and \d+\.\d GiB are available: use a smaller --batch_size$"):
+        main.train(huge, None, None, None, None)
 
 
 # ------------------------------------------------------------------ faults during training
