@@ -868,8 +868,8 @@ def run_main(argv):
         shortage = memory_shortage(e)
         if shortage is None:
             raise
-        print(f"Error: out of memory ({shortage}): a smaller --batch_size, --n_per_label or --eval_n, or narrower "
-              "networks (--z_dim, --gf_dim, --df_dim, --gfc_dim, --dfc_dim), need less; checkpoints already written "
+        print(f"Error: out of memory ({shortage}): use a smaller --batch_size, --n_per_label or --eval_n, or "
+              "narrower networks (--z_dim, --gf_dim, --df_dim, --gfc_dim, --dfc_dim); checkpoints already written "
               "are kept", file=sys.stderr)
         sys.exit(1)
 

@@ -123,7 +123,7 @@ CATALOGUE = [
     ("beta1 of 1", nothing, ["--beta1=1"], "flag --beta1=1.0: --beta1 must be at least 0 and below 1"),
     # 400 TB: more than any machine's address space, so the allocation fails rather than swapping.
     ("model larger than memory", mnist, train_args("--train", "--z_dim=100000000000000"),
-     "Error: out of memory (OOM when allocating tensor with shape[1,100000000000000]): a smaller --batch_size"),
+     "Error: out of memory (OOM when allocating tensor with shape[1,100000000000000]): use a smaller --batch_size"),
     ("unknown z_dist", nothing, ["--z_dist=gauss"], "value should be one of <uniform_signed|uniform_unsigned|normal>"),
     ("other architecture flags than the run's", other_architecture, ["--train", "--z_dim=100"],
      f"run '{DEFAULT_RUN}' in checkpoints/{DEFAULT_RUN} was made with --z_dim=50, not 100"),
