@@ -157,6 +157,12 @@ def serve(model, path, host="127.0.0.1", port=7860, max_images=400, eval_path=No
 
 
 def launch(app, path, host, port):
-    app.launch(server_name=host, server_port=port, prevent_thread_lock=True, quiet=True, show_error=False, css=CSS)
+    try:
+        app.launch(server_name=host, server_port=port, prevent_thread_lock=True, quiet=True, show_error=False,
+                   css=CSS)
+    except OSError as e:  # gradio's own advice names its environment variable, not our flags
+        reason = str(e).split(". ")[0].rstrip(".")
+        raise utils.DCGANError(f"cannot serve the demo on {host}:{port} ({reason}): pass another --demo_port "
+                               "or --demo_host") from None
     print(f"Demo of {path} running on {app.local_url} (Ctrl-C to stop)", flush=True)
     return app

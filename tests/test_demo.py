@@ -47,6 +47,17 @@ def server(exported):
     app.close()
 
 
+def test_a_port_in_use_gets_one_line_naming_the_flag(exported):
+    model, path = exported
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(utils.DCGANError, match=rf"^cannot serve the demo on 127\.0\.0\.1:{port} \(.+\): pass "
+                                                   r"another --demo_port or --demo_host$"):
+            demo.serve(model, path, port=port, block=False)
+
+
 def test_grid_holds_generates_images_a_column_per_digit(exported):
     model, _ = exported
     grid = demo.draw_grid(model, ["3", "1"], 2, 7, max_images=100)
