@@ -185,19 +185,13 @@ def _curves_flags(f):
 
 
 # absl's bounds let nan through (every comparison with it is false), and Adam divides by 1 - beta1^t.
-@flags.validator("learning_rate", message="--learning_rate must be a finite number, 0 or more")
-def _finite_rate(value):
-    return math.isfinite(value)
+flags.register_validator("learning_rate", math.isfinite, message="--learning_rate must be a finite number, 0 or more")
+flags.register_validator("ema_decay", math.isfinite, message="--ema_decay must be a finite number in 0..0.99999")
 
 
 @flags.validator("beta1", message="--beta1 must be at least 0 and below 1")
 def _beta1_below_one(value):
     return 0 <= value < 1
-
-
-@flags.validator("ema_decay", message="--ema_decay must be a finite number in 0..0.99999")
-def _finite_decay(value):
-    return math.isfinite(value)
 
 
 @flags.validator("out_name", message="--out_name must be a plain folder name (no '/', '..' or leading '.')")
