@@ -234,7 +234,7 @@ def table(result, data_note):
                                                            f"{100 * r['generate_share_of_ceiling']:.0f} % of the "
                                                            f"fp32 ceiling"),
                  ("  generation (SavedModel), batch 1", f"{r['generate_latency_ms_batch1']:.2f} ms")]
-    rows += [(f"{precision}", f"not measured: needs {why}") for precision, why in result["not_measured"].items()]
+    rows += [(f"{precision}", f"not measured: {why}") for precision, why in result["not_measured"].items()]
     return rows
 
 
@@ -246,7 +246,7 @@ def bench(_):
         tf.config.threading.set_inter_op_parallelism_threads(1)
     missing = {p: main.missing_hardware(p) for p in main.PRECISIONS if p != "float32"}
     precisions = ["float32"] + [p for p, lacks in missing.items() if not lacks]
-    not_measured = {p: lacks for p, lacks in missing.items() if lacks}
+    not_measured = {p: f"needs {lacks}" for p, lacks in missing.items() if lacks}
     data, data_note = loop_data()
     n = FLAGS.batch_size
     with tempfile.TemporaryDirectory() as folder:
@@ -262,9 +262,15 @@ def bench(_):
         "loop_steps": FLAGS.loop_steps, "onednn": os.environ["TF_ENABLE_ONEDNN_OPTS"] != "0",
         "matmul_ceiling_gflops": round(ceiling, 1), "flops_per_iter": step_flops,
         "g_forward_flops_per_image": g_flops, "d_forward_flops_per_image": d_flops,
-        "precisions": {p: measure(p, step_flops, g_flops, ceiling, data) for p in precisions},
-        "not_measured": not_measured,
+        "precisions": {}, "not_measured": not_measured,
     }
+    for precision in precisions:
+        try:
+            result["precisions"][precision] = measure(precision, step_flops, g_flops, ceiling, data)
+        except Exception as e:  # a 16-bit format failing on hardware not seen before must not take float32's figures
+            if precision == "float32":
+                raise
+            not_measured[precision] = f"failed ({type(e).__name__}: {utils.first_line(e)})"
     rows = table(result, data_note)
     if FLAGS.profile:
         rows += profile_rows(op_seconds(training_step(dcgan)), step_flops, ceiling)

@@ -91,7 +91,7 @@ def shipped_classifier(path=SHIPPED):
         model = build_classifier()
         model.load_weights(path + ".weights.h5")
     except (OSError, ValueError) as e:
-        raise ValueError(f"cannot load the shipped classifier {path}.weights.h5 ({str(e).splitlines()[0]}): "
+        raise ValueError(f"cannot load the shipped classifier {path}.weights.h5 ({utils.first_line(e)}): "
                          f"restore it from git, or pass --retrain_classifier") from None
     return model, info
 

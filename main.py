@@ -34,7 +34,7 @@ from absl import app, flags, logging
 
 import distribute
 import utils
-from utils import DCGANError
+from utils import DCGANError, first_line
 
 MNIST_LIKE = {"mnist": 28, "fashion_mnist": 28}
 NUM_CLASSES = 10
@@ -425,10 +425,6 @@ def save_checkpoint(manager, step):
         raise DCGANError(f"cannot write a checkpoint in {manager.directory} at step {step} "
                          f"({first_line(getattr(e, 'message', e))}); the last one written still loads: "
                          f"{manager.latest_checkpoint}") from None
-
-
-def first_line(error):
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 UNCONDITIONAL_COLUMNS = 8
@@ -876,7 +872,7 @@ def memory_shortage(error):
     if tf is None or not isinstance(error, tf.errors.ResourceExhaustedError):
         return None
     found = re.search(r"OOM when allocating tensor with shape\[[^\]]*\]", str(error))
-    return found.group(0) if found else str(error).strip().splitlines()[0]
+    return found.group(0) if found else first_line(error)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from keras import layers, ops
 
 from ops import (SpectralNorm, batch_norm, concat, conv2d, conv_cond_concat, conv_out_size_same, deconv2d,
                  deconv_to, dense, dtype_policy, linear, lrelu)
-from utils import check_memory, digit_names, save_json, to_uint8
+from utils import check_memory, digit_names, first_line, save_json, to_uint8
 
 # Grappler's remapper fails on the discriminator's lrelu gradient (it logs an error and falls back);
 # without it the training step also runs about 5% faster on CPU.
@@ -592,7 +592,7 @@ class ExportedGenerator:
         try:
             self.module = tf.saved_model.load(path)
         except (OSError, ValueError, tf.errors.OpError) as e:
-            raise ValueError(f"{path} is not a SavedModel written by --export: {str(e).splitlines()[0]}") from None
+            raise ValueError(f"{path} is not a SavedModel written by --export: {first_line(e)}") from None
         if not hasattr(self.module, "config"):
             raise ValueError(f"{path} is a SavedModel, but not one written by --export (no config signature)")
         config = {k: v.numpy() for k, v in self.module.config().items()}

@@ -253,6 +253,11 @@ def read_images(paths, size, crop=None, channels=None, workers=None):
     return (images[..., :1] if channels == 1 else images), np.asarray(kept, np.int64)
 
 
+def first_line(error):
+    """An error's first line, for one-line messages (its type's name when it has no text)."""
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
 def try_read_image(path, size, crop):
     """read_image's result, or the reason the file cannot be read (a crop that does not fit raises)."""
     try:
@@ -260,7 +265,7 @@ def try_read_image(path, size, crop):
     except CropError:
         raise
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        return first_line(e)
 
 
 def check_memory(needed, what, advice, error=DCGANError):
