@@ -45,6 +45,8 @@ RUN_FLAGS = ("dataset", "batch_size", "train_size", "output_height", "output_wid
 # What runs saved before these flags existed were trained with.
 RUN_DEFAULTS = {"arch": "dcgan", "loss": "gan", "spectral_norm": False, "input_fname_pattern": None, "crop": False,
                 "input_height": None, "input_width": None}
+# Settings a run's config.json may hold as null: all the data, and an MNIST run's image-folder settings.
+UNSET_SETTINGS = ("train_size", "input_fname_pattern", "input_height", "input_width")
 PRECISIONS = ["float32", "mixed_bfloat16", "mixed_float16"]
 # An image folder's defaults, the original's: 108x108 crops (celebA's faces) drawn at 64x64.
 FOLDER_CROP, FOLDER_SIZE = 108, 64
@@ -316,12 +318,35 @@ class Run:
             return None
         try:
             with open(self.config_path) as f:
-                return {**RUN_DEFAULTS, **json.load(f)}
+                saved = json.load(f)
         except (OSError, ValueError) as e:
             raise DCGANError(f"cannot read {self.config_path}: {e}") from None
+        if not isinstance(saved, dict):
+            raise DCGANError(f"cannot read {self.config_path}: it holds a JSON {type(saved).__name__}, not the run's "
+                             "settings")
+        curve_sizes = ("output_height", "output_width") if saved.get("dataset") == CURVES else ()  # 1x15: no flag's
+        for name, value in saved.items():
+            if name in RUN_FLAGS and name in FLAGS and name not in curve_sizes and not is_flag_value(name, value):
+                raise DCGANError(f"cannot read {self.config_path}: its {name}, {json.dumps(value)}, is not a value "
+                                 f"--{name} takes")
+        return {**RUN_DEFAULTS, **saved}
 
     def save_config(self):
         utils.save_json(self.config, self.config_path)
+
+
+def is_flag_value(name, value):
+    """Whether value, as read from JSON, is one the flag name takes, within its bounds (an enum's, as
+    --c_dim's, compared as text), or None where a run may leave it unset."""
+    if value is None:
+        return name in UNSET_SETTINGS
+    parser = FLAGS[name].parser
+    try:
+        if isinstance(parser, flags.EnumParser):
+            return parser.parse(str(value)) is not None
+        return parser.parse(value) == value  # not "100" for 100: the parser would take the text
+    except (TypeError, ValueError):
+        return False
 
 
 def build_model(config, strategy=None):
@@ -393,6 +418,37 @@ def checkpoint_manager(dcgan, run, folder=None):
         shutil.rmtree(leftover, ignore_errors=True)
     return tf.train.CheckpointManager(checkpoint, folder, max_to_keep=FLAGS.max_to_keep,
                                       checkpoint_name="ckpt")
+
+
+def repair_checkpoint_list(folder):
+    """Rewrites folder's 'checkpoint' file, the list of its checkpoints, from the checkpoints there when
+    it is missing or unreadable (emptied, hand-edited): TensorFlow would see no checkpoint at all, and
+    training would silently start over."""
+    found = [re.fullmatch(r"ckpt-(\d+)\.index", name) for name in os.listdir(folder)] if os.path.isdir(folder) else []
+    steps = sorted(int(m.group(1)) for m in found if m)
+    if not steps:
+        return
+    import tensorflow as tf
+    verbosity = logging.get_verbosity()
+    # Quiet: TF would log the parse error and "Checkpoint ignored", and that its v1 writer is deprecated.
+    logging.set_verbosity(logging.ERROR)
+    try:
+        if readable_checkpoint_list(folder):
+            return
+        tf.compat.v1.train.update_checkpoint_state(  # it writes the paths relative to folder
+            folder, os.path.join(folder, f"ckpt-{steps[-1]}"), [os.path.join(folder, f"ckpt-{s}") for s in steps])
+    finally:
+        logging.set_verbosity(verbosity)
+    print(f"Warning: {os.path.join(folder, 'checkpoint')}, the list of the run's checkpoints, was missing or "
+          f"unreadable: rebuilt it from the checkpoints there (the latest is ckpt-{steps[-1]})", file=sys.stderr)
+
+
+def readable_checkpoint_list(folder):
+    import tensorflow as tf
+    try:
+        return tf.train.get_checkpoint_state(folder) is not None  # None: missing, or a text TF cannot parse
+    except ValueError:  # it parses but names no checkpoint
+        return False
 
 
 def restore(manager, required, folder=None):
@@ -803,6 +859,7 @@ def main(argv):
         strategy = distribute.make_strategy(FLAGS.strategy, FLAGS.logical_cpus, FLAGS.worker_wait)
     # A new image folder run learns its channels and classes from its images.
     data = load_training_data(run.config) if FLAGS.train else None
+    repair_checkpoint_list(run.checkpoints)
     # Before TensorFlow loads: a mistyped name or a forgotten --train is answered at once.
     if not FLAGS.train and not os.path.exists(os.path.join(run.checkpoints, "checkpoint")):
         raise DCGANError(f"no checkpoint in {run.checkpoints}: train first with --train")

@@ -5,6 +5,7 @@ import json
 import os
 import random
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -59,6 +60,14 @@ def other_architecture(tmp):
     folder = tmp / "checkpoints" / DEFAULT_RUN
     folder.mkdir(parents=True)
     (folder / "config.json").write_text(json.dumps({**DEFAULT_CONFIG, "z_dim": 50}))
+
+
+def config_with(settings):
+    def setup(tmp):
+        folder = tmp / "checkpoints" / DEFAULT_RUN
+        folder.mkdir(parents=True)
+        (folder / "config.json").write_text(json.dumps(settings))
+    return setup
 
 
 def corrupt_checkpoint(tmp):
@@ -125,6 +134,12 @@ CATALOGUE = [
     ("other architecture flags than the run's", other_architecture, ["--train", "--z_dim=100"],
      f"run '{DEFAULT_RUN}' in checkpoints/{DEFAULT_RUN} was made with --z_dim=50, not 100"),
     ("corrupt checkpoint", corrupt_checkpoint, [], f"cannot read checkpoint checkpoints/{DEFAULT_RUN}/ckpt-5"),
+    ("run settings that are not a JSON object", config_with(["mnist", 64]), [],
+     f"cannot read checkpoints/{DEFAULT_RUN}/config.json: it holds a JSON list, not the run's settings"),
+    ("run setting of the wrong type", config_with({**DEFAULT_CONFIG, "z_dim": "100"}), [],
+     f"cannot read checkpoints/{DEFAULT_RUN}/config.json: its z_dim, \"100\", is not a value --z_dim takes"),
+    ("run setting out of bounds", config_with({**DEFAULT_CONFIG, "arch": "resnet"}), [],
+     f"cannot read checkpoints/{DEFAULT_RUN}/config.json: its arch, \"resnet\", is not a value --arch takes"),
     ("test mode without checkpoint", nothing, [], f"no checkpoint in checkpoints/{DEFAULT_RUN}: train first"),
     ("export without checkpoint", nothing, ["--export"], f"no checkpoint in checkpoints/{DEFAULT_RUN}: train first"),
     ("eval without checkpoint", nothing, ["--eval"], f"no checkpoint in checkpoints/{DEFAULT_RUN}: train first"),
@@ -312,6 +327,39 @@ def test_disk_full_while_saving_keeps_the_previous_checkpoint(tmp_path, trained_
     rc, out = run_main(train_args("--train", "--epoch=2"), tmp_path)  # and with room again, it goes on
     assert rc == 0 and "steps 10..20" in out, out
     assert not glob.glob(str(ckpt / "*_temp*"))
+
+
+@pytest.mark.parametrize("damage", ["deleted", "emptied", "truncated", "names no checkpoint"])
+def test_a_damaged_checkpoint_list_is_rebuilt_from_the_checkpoints(tmp_path, trained_tiny, capsys, damage):
+    import main
+    trained_tiny(tmp_path)
+    ckpt = tmp_path / "checkpoints" / RUN
+    listed = (ckpt / "checkpoint").read_text()
+    shutil.copy(ckpt / "ckpt-10.index", ckpt / "ckpt-7.index")  # an older one, as --max_to_keep 2 keeps
+    damaged = {"deleted": None, "emptied": "", "truncated": listed[:25],
+               "names no checkpoint": 'all_model_checkpoint_paths: "ckpt-10"\n'}[damage]
+    (ckpt / "checkpoint").unlink()
+    if damaged is not None:
+        (ckpt / "checkpoint").write_text(damaged)
+    main.repair_checkpoint_list(str(ckpt))
+    assert capsys.readouterr().err.splitlines() == [
+        f"Warning: {ckpt}/checkpoint, the list of the run's checkpoints, was missing or unreadable: rebuilt it from "
+        "the checkpoints there (the latest is ckpt-10)"]
+    state = tf.train.get_checkpoint_state(str(ckpt))
+    assert list(state.all_model_checkpoint_paths) == [str(ckpt / "ckpt-7"), str(ckpt / "ckpt-10")]
+    assert tf.train.latest_checkpoint(str(ckpt)) == str(ckpt / "ckpt-10")
+    rebuilt = (ckpt / "checkpoint").read_text()
+    main.repair_checkpoint_list(str(ckpt))  # a readable list is left as it is
+    assert (ckpt / "checkpoint").read_text() == rebuilt and not capsys.readouterr().err
+
+
+def test_training_resumes_past_a_damaged_checkpoint_list_instead_of_starting_over(tmp_path, trained_tiny):
+    trained_tiny(tmp_path)
+    (tmp_path / "checkpoints" / RUN / "checkpoint").write_text('model_checkpoint_path: "ckpt-10"\nall_mod')
+    rc, out = run_main(train_args("--train", "--epoch=2"), tmp_path)
+    assert rc == 0 and "Traceback" not in out, out
+    assert "was missing or unreadable: rebuilt it" in out and "steps 10..20" in out, out
+    assert latest_step(tmp_path / "checkpoints" / RUN) == 20
 
 
 def test_resume_takes_the_learning_rate_given_now(tmp_path, trained_tiny):
