@@ -19,7 +19,7 @@ def run_bench(capsys, **flags):
     return lines[:-1], json.loads(lines[-1])
 
 
-def test_bench_measures_each_format_the_hardware_has_and_reports_one_that_fails(monkeypatch, capsys, data_dir):
+def test_bench_measures_each_format_the_hardware_has_and_reports_one_that_fails(monkeypatch, capsys):
     # As on a machine with bfloat16 arithmetic and a GPU. This CPU need not have either: emulated,
     # bfloat16 is slow but runs the same code; float16 fails as a kernel missing on new hardware would.
     monkeypatch.setattr(main, "missing_hardware", lambda precision: None)
@@ -30,17 +30,19 @@ def test_bench_measures_each_format_the_hardware_has_and_reports_one_that_fails(
             raise tf.errors.NotFoundError(None, None, "No registered 'Conv2D' OpKernel for 'CPU' devices\n(details)")
         return measure(precision, *args)
     monkeypatch.setattr(bench, "measure", no_float16_kernel)
-    rows, result = run_bench(capsys, data_dir=data_dir, loop_steps=4)
+    # The loop is main.py's training loop, run by its own tests; here it is left out for the suite's time.
+    rows, result = run_bench(capsys, loop_steps=0)
     assert result["matmul_ceiling_gflops"] > 0 and result["flops_per_iter"] > 0
     assert list(result["precisions"]) == ["float32", "mixed_bfloat16"]
     for precision, figures in result["precisions"].items():
         assert figures["samples_per_s"] == pytest.approx(8 * figures["iter_per_s"], rel=0.01)
         assert figures["achieved_gflops"] > 0 and figures["generate_images_per_s_batch1000"] > 0
-        assert figures["loop_iter_per_s"] > 0 and 0 < figures["loop_time_in_step"] <= 1
+        assert figures["loop_iter_per_s"] is None
         # Only bfloat16 computes the deconvolutions in phases, so only it is timed without them too.
         assert (figures["iter_per_s_transposed_deconvolutions"] is None) == (precision == "float32")
         assert any(row.startswith(f"{precision}: training step, batch 8") for row in rows)
     assert sum("same, deconvolutions not in phases" in row for row in rows) == 1
+    assert sum("main.py's loop, 0 steps not measured (--loop_steps 0)" in " ".join(row.split()) for row in rows) == 2
     # The format that failed is named with the error's first line; the others' figures are all there.
     failed = "failed (NotFoundError: No registered 'Conv2D' OpKernel for 'CPU' devices)"
     assert result["not_measured"] == {"mixed_float16": failed}

@@ -2,8 +2,6 @@
 import glob
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -50,11 +48,6 @@ def test_train_resume_sample_and_export(tmp_path, trained_tiny):
     rc, out = run_main(train_args("data", *generate, f"--from_savedmodel={export}", "--sample_dir=served"), tmp_path)
     assert rc == 0, out
     assert (tmp_path / "served" / RUN / grid.name).read_bytes() == grid.read_bytes()
-    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
-    shown = subprocess.run([cli, "show", "--dir", str(export), "--all"], capture_output=True, text=True).stdout
-    for needle in ("signature_def['serving_default']", "inputs['z']", "inputs['label']", "outputs['images']",
-                   "shape: (-1, 8)", "shape: (-1, 28, 28, 1)"):
-        assert needle in shown, shown
 
 
 def test_eval_of_the_trained_model_and_of_its_savedmodel_agree_and_eval_freq_logs(tmp_path, data_dir):
@@ -82,14 +75,14 @@ def test_eval_of_the_trained_model_and_of_its_savedmodel_agree_and_eval_freq_log
     assert from_export["accuracy"] == pytest.approx(from_model["accuracy"], abs=0.011)
     assert from_export["fid"] == pytest.approx(from_model["fid"], rel=1e-3)
 
-    # From the checkpoint, with a classifier trained on this run's (synthetic) data and cached.
-    rc, out = run_main(train_args(data_dir, "--eval", "--eval_n=20", "--retrain_classifier",
-                                  "--sample_dir=retrained"), tmp_path)
-    assert rc == 0, out
-    assert "Training the MNIST classifier for evaluation" in out
-    assert glob.glob(str(tmp_path / "checkpoints" / "classifier" / "mnist_classifier_*.weights.h5"))
-    with open(tmp_path / "retrained" / RUN / "eval.json") as f:
-        assert json.load(f)["step"] == 10
+
+def test_retrain_classifier_scores_with_one_trained_on_the_runs_data_and_cached(tmp_path, data_dir, capsys):
+    with flagsaver.flagsaver(data_dir=data_dir, checkpoint_dir=str(tmp_path), retrain_classifier=True):
+        reference = main.load_eval_reference()
+    assert "Training the MNIST classifier for evaluation" in capsys.readouterr().out
+    assert glob.glob(str(tmp_path / "classifier" / "mnist_classifier_*.weights.h5"))
+    images, labels = utils.load_labelled_images("mnist", data_dir)
+    assert reference.evaluate(images[:100], labels[:100])["accuracy"] > 0.9  # the bars: easy
 
 
 def test_resume_with_other_architecture_flags_names_the_flag(tmp_path, trained_tiny):
