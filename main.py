@@ -425,8 +425,8 @@ def repair_checkpoint_list(folder):
     it is missing or unreadable (emptied, hand-edited): TensorFlow would see no checkpoint at all, and
     training would silently start over."""
     found = [re.fullmatch(r"ckpt-(\d+)\.index", name) for name in os.listdir(folder)] if os.path.isdir(folder) else []
-    steps = sorted(int(m.group(1)) for m in found if m)
-    if not steps:
+    prefixes = [os.path.join(folder, f"ckpt-{step}") for step in sorted(int(m.group(1)) for m in found if m)]
+    if not prefixes:
         return
     import tensorflow as tf
     verbosity = logging.get_verbosity()
@@ -435,12 +435,16 @@ def repair_checkpoint_list(folder):
     try:
         if readable_checkpoint_list(folder):
             return
-        tf.compat.v1.train.update_checkpoint_state(  # it writes the paths relative to folder
-            folder, os.path.join(folder, f"ckpt-{steps[-1]}"), [os.path.join(folder, f"ckpt-{s}") for s in steps])
+        # A kill while the first checkpoint's index is being written can leave it half written.
+        prefixes = [prefix for prefix in prefixes if readable_checkpoint(prefix)]
+        if not prefixes:
+            return
+        tf.compat.v1.train.update_checkpoint_state(folder, prefixes[-1], list(prefixes))  # it makes them relative
     finally:
         logging.set_verbosity(verbosity)
     print(f"Warning: {os.path.join(folder, 'checkpoint')}, the list of the run's checkpoints, was missing or "
-          f"unreadable: rebuilt it from the checkpoints there (the latest is ckpt-{steps[-1]})", file=sys.stderr)
+          f"unreadable: rebuilt it from the checkpoints there (the latest is {os.path.basename(prefixes[-1])})",
+          file=sys.stderr)
 
 
 def readable_checkpoint_list(folder):
@@ -448,6 +452,15 @@ def readable_checkpoint_list(folder):
     try:
         return tf.train.get_checkpoint_state(folder) is not None  # None: missing, or a text TF cannot parse
     except ValueError:  # it parses but names no checkpoint
+        return False
+
+
+def readable_checkpoint(prefix):
+    import tensorflow as tf
+    try:
+        tf.train.load_checkpoint(prefix)  # its index: the table of every tensor
+        return True
+    except (tf.errors.OpError, ValueError):
         return False
 
 

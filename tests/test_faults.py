@@ -336,6 +336,7 @@ def test_a_damaged_checkpoint_list_is_rebuilt_from_the_checkpoints(tmp_path, tra
     ckpt = tmp_path / "checkpoints" / RUN
     listed = (ckpt / "checkpoint").read_text()
     shutil.copy(ckpt / "ckpt-10.index", ckpt / "ckpt-7.index")  # an older one, as --max_to_keep 2 keeps
+    (ckpt / "ckpt-12.index").write_bytes((ckpt / "ckpt-10.index").read_bytes()[:40])  # killed while written
     damaged = {"deleted": None, "emptied": "", "truncated": listed[:25],
                "names no checkpoint": 'all_model_checkpoint_paths: "ckpt-10"\n'}[damage]
     (ckpt / "checkpoint").unlink()
