@@ -301,6 +301,10 @@ class Run:
         """
         saved = self.saved_config()
         if saved is None:
+            if glob.glob(os.path.join(glob.escape(self.checkpoints), "ckpt-*.index")):
+                print(f"Warning: {self.checkpoints} holds checkpoints but no config.json: the run's settings are "
+                      f"taken from the flags given now{'' if FLAGS['seed'].present else ', with a new --seed'}",
+                      file=sys.stderr)
             if config["seed"] is None:
                 config["seed"] = random.SystemRandom().randrange(2 ** 31)
             return config
@@ -923,6 +927,7 @@ def run_main(argv):
         sys.exit(130)
     except (DCGANError, OSError) as e:
         print(f"Error: {e}", file=sys.stderr)
+        logging.set_verbosity(logging.ERROR)  # the last line: not followed by TF's notes on unrestored values at exit
         sys.exit(1)
     except Exception as e:
         shortage = memory_shortage(e)

@@ -363,6 +363,20 @@ def test_training_resumes_past_a_damaged_checkpoint_list_instead_of_starting_ove
     assert latest_step(tmp_path / "checkpoints" / RUN) == 20
 
 
+def test_checkpoints_without_their_config_are_named_and_a_mismatch_ends_with_its_line(tmp_path, trained_tiny):
+    trained_tiny(tmp_path)
+    (tmp_path / "checkpoints" / RUN / "config.json").unlink()
+    before = snapshot(tmp_path)
+    rc, out = run_main(["--dataset=mnist", "--batch_size=32"], tmp_path)  # the default widths, not the tiny ones
+    assert rc == 1 and "Traceback" not in out, out
+    lines = error_lines(out)
+    assert lines[0] == (f"Warning: checkpoints/{RUN} holds checkpoints but no config.json: the run's settings are "
+                        "taken from the flags given now, with a new --seed"), out
+    assert lines[1].startswith(f"Error: checkpoint checkpoints/{RUN}/ckpt-10 does not fit this model: "), out
+    assert len(lines) == 2, out  # nothing after the error: not TF's notes on the values it did not restore
+    assert snapshot(tmp_path) == before
+
+
 def test_resume_takes_the_learning_rate_given_now(tmp_path, trained_tiny):
     trained_tiny(tmp_path)  # trained at the default 0.0002
     assert run_main(train_args("--train", "--epoch=2", "--learning_rate=0.0005"), tmp_path)[0] == 0
