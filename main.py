@@ -426,37 +426,43 @@ def checkpoint_manager(dcgan, run, folder=None):
 
 def repair_checkpoint_list(folder):
     """Rewrites folder's 'checkpoint' file, the list of its checkpoints, from the checkpoints there when
-    it is missing or unreadable (emptied, hand-edited): TensorFlow would see no checkpoint at all, and
-    training would silently start over."""
+    it is missing or unreadable (emptied, hand-edited) or its latest checkpoint does not read (an index
+    file deleted): TensorFlow would see no checkpoint at all, and training would silently start over."""
     found = [re.fullmatch(r"ckpt-(\d+)\.index", name) for name in os.listdir(folder)] if os.path.isdir(folder) else []
     prefixes = [os.path.join(folder, f"ckpt-{step}") for step in sorted(int(m.group(1)) for m in found if m)]
-    if not prefixes:
-        return
+    if not prefixes and not os.path.exists(os.path.join(folder, "checkpoint")):
+        return  # a new run (or a mistyped name), answered before TensorFlow loads
     import tensorflow as tf
     verbosity = logging.get_verbosity()
     # Quiet: TF would log the parse error and "Checkpoint ignored", and that its v1 writer is deprecated.
     logging.set_verbosity(logging.ERROR)
     try:
-        if readable_checkpoint_list(folder):
+        listed = listed_checkpoint(folder)
+        if listed and readable_checkpoint(listed):
             return
-        # A kill while the first checkpoint's index is being written can leave it half written.
+        # A kill while a first checkpoint's index is being written can leave it half written.
         prefixes = [prefix for prefix in prefixes if readable_checkpoint(prefix)]
+        if not prefixes and not os.path.exists(os.path.join(folder, "checkpoint")):
+            return  # killed while the first checkpoint's index was written: that checkpoint is redone
         if not prefixes:
-            return
+            raise DCGANError(f"{os.path.join(folder, 'checkpoint')} lists checkpoints, but none there reads (an index "
+                             "missing or damaged): restore their files, or train under another --out_name")
         tf.compat.v1.train.update_checkpoint_state(folder, prefixes[-1], list(prefixes))  # it makes them relative
     finally:
         logging.set_verbosity(verbosity)
-    print(f"Warning: {os.path.join(folder, 'checkpoint')}, the list of the run's checkpoints, was missing or "
-          f"unreadable: rebuilt it from the checkpoints there (the latest is {os.path.basename(prefixes[-1])})",
-          file=sys.stderr)
+    print(f"Warning: {os.path.join(folder, 'checkpoint')}, the list of the run's checkpoints, was missing, unreadable "
+          f"or named one that does not read: rebuilt it from the checkpoints there (the latest is "
+          f"{os.path.basename(prefixes[-1])})", file=sys.stderr)
 
 
-def readable_checkpoint_list(folder):
+def listed_checkpoint(folder):
+    """The latest checkpoint folder's list names, or None (no list, or one TF cannot parse)."""
     import tensorflow as tf
     try:
-        return tf.train.get_checkpoint_state(folder) is not None  # None: missing, or a text TF cannot parse
+        state = tf.train.get_checkpoint_state(folder)
     except ValueError:  # it parses but names no checkpoint
-        return False
+        return None
+    return state and state.model_checkpoint_path
 
 
 def readable_checkpoint(prefix):
@@ -481,8 +487,8 @@ def restore(manager, required, folder=None):
         manager.checkpoint.restore(path).assert_existing_objects_matched()
     except (ValueError, AssertionError) as e:
         raise DCGANError(f"checkpoint {path} does not fit this model: {first_line(e)}") from None
-    except tf.errors.OpError as e:
-        raise DCGANError(f"cannot read checkpoint {path}: {first_line(e.message)}") from None
+    except (tf.errors.OpError, IndexError) as e:  # IndexError: a data file cut short
+        raise DCGANError(f"cannot read checkpoint {path}: {first_line(getattr(e, 'message', e))}") from None
     # The checkpoint brings the optimisers' learning rate back too; the flag given now wins.
     for optimizer in (manager.checkpoint.d_optimizer, manager.checkpoint.g_optimizer):
         optimizer.learning_rate.assign(FLAGS.learning_rate)

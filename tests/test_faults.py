@@ -15,6 +15,7 @@ import types
 import numpy as np
 import pytest
 import tensorflow as tf
+from absl.testing import flagsaver
 
 from conftest import ROOT, TINY_RUN_ARGS, error_lines, run_main, write_idx, write_image_folder, write_mnist_folder
 
@@ -133,7 +134,8 @@ CATALOGUE = [
     ("unknown z_dist", nothing, ["--z_dist=gauss"], "value should be one of <uniform_signed|uniform_unsigned|normal>"),
     ("other architecture flags than the run's", other_architecture, ["--train", "--z_dim=100"],
      f"run '{DEFAULT_RUN}' in checkpoints/{DEFAULT_RUN} was made with --z_dim=50, not 100"),
-    ("corrupt checkpoint", corrupt_checkpoint, [], f"cannot read checkpoint checkpoints/{DEFAULT_RUN}/ckpt-5"),
+    ("corrupt checkpoint", corrupt_checkpoint, [],
+     f"checkpoints/{DEFAULT_RUN}/checkpoint lists checkpoints, but none there reads (an index missing or damaged)"),
     ("run settings that are not a JSON object", config_with(["mnist", 64]), [],
      f"cannot read checkpoints/{DEFAULT_RUN}/config.json: it holds a JSON list, not the run's settings"),
     ("run setting of the wrong type", config_with({**DEFAULT_CONFIG, "z_dim": "100"}), [],
@@ -329,7 +331,8 @@ def test_disk_full_while_saving_keeps_the_previous_checkpoint(tmp_path, trained_
     assert not glob.glob(str(ckpt / "*_temp*"))
 
 
-@pytest.mark.parametrize("damage", ["deleted", "emptied", "truncated", "names no checkpoint"])
+@pytest.mark.parametrize("damage", ["deleted", "emptied", "truncated", "names no checkpoint",
+                                    "names one whose index is cut short"])
 def test_a_damaged_checkpoint_list_is_rebuilt_from_the_checkpoints(tmp_path, trained_tiny, capsys, damage):
     import main
     trained_tiny(tmp_path)
@@ -338,14 +341,15 @@ def test_a_damaged_checkpoint_list_is_rebuilt_from_the_checkpoints(tmp_path, tra
     shutil.copy(ckpt / "ckpt-10.index", ckpt / "ckpt-7.index")  # an older one, as --max_to_keep 2 keeps
     (ckpt / "ckpt-12.index").write_bytes((ckpt / "ckpt-10.index").read_bytes()[:40])  # killed while written
     damaged = {"deleted": None, "emptied": "", "truncated": listed[:25],
-               "names no checkpoint": 'all_model_checkpoint_paths: "ckpt-10"\n'}[damage]
+               "names no checkpoint": 'all_model_checkpoint_paths: "ckpt-10"\n',
+               "names one whose index is cut short": 'model_checkpoint_path: "ckpt-12"\n'}[damage]
     (ckpt / "checkpoint").unlink()
     if damaged is not None:
         (ckpt / "checkpoint").write_text(damaged)
     main.repair_checkpoint_list(str(ckpt))
     assert capsys.readouterr().err.splitlines() == [
-        f"Warning: {ckpt}/checkpoint, the list of the run's checkpoints, was missing or unreadable: rebuilt it from "
-        "the checkpoints there (the latest is ckpt-10)"]
+        f"Warning: {ckpt}/checkpoint, the list of the run's checkpoints, was missing, unreadable or named one that "
+        "does not read: rebuilt it from the checkpoints there (the latest is ckpt-10)"]
     state = tf.train.get_checkpoint_state(str(ckpt))
     assert list(state.all_model_checkpoint_paths) == [str(ckpt / "ckpt-7"), str(ckpt / "ckpt-10")]
     assert tf.train.latest_checkpoint(str(ckpt)) == str(ckpt / "ckpt-10")
@@ -354,32 +358,47 @@ def test_a_damaged_checkpoint_list_is_rebuilt_from_the_checkpoints(tmp_path, tra
     assert (ckpt / "checkpoint").read_text() == rebuilt and not capsys.readouterr().err
 
 
-def test_training_resumes_past_a_damaged_checkpoint_list_instead_of_starting_over(tmp_path, trained_tiny):
+def test_a_checkpoint_that_does_not_read_and_nothing_to_fall_back_on_is_an_error(tmp_path, trained_tiny):
+    import main
+    from utils import DCGANError
     trained_tiny(tmp_path)
-    (tmp_path / "checkpoints" / RUN / "checkpoint").write_text('model_checkpoint_path: "ckpt-10"\nall_mod')
-    rc, out = run_main(train_args("--train", "--epoch=2"), tmp_path)
-    assert rc == 0 and "Traceback" not in out, out
-    assert "was missing or unreadable: rebuilt it" in out and "steps 10..20" in out, out
-    assert latest_step(tmp_path / "checkpoints" / RUN) == 20
+    ckpt = tmp_path / "checkpoints" / RUN
+    (ckpt / "ckpt-10.index").unlink()  # its data file is left, and the list still names it
+    message = (f"^{ckpt}/checkpoint lists checkpoints, but none there reads \\(an index missing or damaged\\): restore "
+               "their files, or train under another --out_name$")
+    with pytest.raises(DCGANError, match=message):
+        main.repair_checkpoint_list(str(ckpt))
+    (ckpt / "checkpoint").write_text("garbage")  # and when the list is unreadable too
+    with pytest.raises(DCGANError, match=message):
+        main.repair_checkpoint_list(str(ckpt))
+    # No list and a half-written index: a first save killed. Training starts again, and saves it again.
+    (ckpt / "checkpoint").unlink()
+    (ckpt / "ckpt-10.index").write_bytes(b"\x00" * 40)
+    main.repair_checkpoint_list(str(ckpt))
+    assert not (ckpt / "checkpoint").exists()
 
 
-def test_checkpoints_without_their_config_are_named_and_a_mismatch_ends_with_its_line(tmp_path, trained_tiny):
+def test_a_checkpoint_data_file_cut_short_is_one_line(tmp_path, trained_tiny):
+    import main
+    from utils import DCGANError
     trained_tiny(tmp_path)
-    (tmp_path / "checkpoints" / RUN / "config.json").unlink()
-    before = snapshot(tmp_path)
-    rc, out = run_main(["--dataset=mnist", "--batch_size=32"], tmp_path)  # the default widths, not the tiny ones
-    assert rc == 1 and "Traceback" not in out, out
-    lines = error_lines(out)
-    assert lines[0] == (f"Warning: checkpoints/{RUN} holds checkpoints but no config.json: the run's settings are "
-                        "taken from the flags given now, with a new --seed"), out
-    assert lines[1].startswith(f"Error: checkpoint checkpoints/{RUN}/ckpt-10 does not fit this model: "), out
-    assert len(lines) == 2, out  # nothing after the error: not TF's notes on the values it did not restore
-    assert snapshot(tmp_path) == before
+    data = tmp_path / "checkpoints" / RUN / "ckpt-10.data-00000-of-00001"
+    data.write_bytes(data.read_bytes()[:5000])
+    with flagsaver.flagsaver(checkpoint_dir=str(tmp_path / "checkpoints"), batch_size=32):
+        run = main.Run(main.run_config())
+        manager = main.checkpoint_manager(main.build_model(run.config), run)
+        with pytest.raises(DCGANError, match=f"^cannot read checkpoint {tmp_path}/checkpoints/{RUN}/ckpt-10: "
+                                             "Read less bytes than requested$"):
+            main.restore(manager, required=True)
 
 
-def test_resume_takes_the_learning_rate_given_now(tmp_path, trained_tiny):
+def test_resume_past_a_damaged_checkpoint_list_takes_the_learning_rate_given_now(tmp_path, trained_tiny):
     trained_tiny(tmp_path)  # trained at the default 0.0002
-    assert run_main(train_args("--train", "--epoch=2", "--learning_rate=0.0005"), tmp_path)[0] == 0
+    # Without the list's repair, TF would see no checkpoint, and training would start over from step 0.
+    (tmp_path / "checkpoints" / RUN / "checkpoint").write_text('model_checkpoint_path: "ckpt-10"\nall_mod')
+    rc, out = run_main(train_args("--train", "--epoch=2", "--learning_rate=0.0005"), tmp_path)
+    assert rc == 0 and "Traceback" not in out, out
+    assert "or named one that does not read: rebuilt it" in out and "steps 10..20" in out, out
     reader = tf.train.load_checkpoint(str(tmp_path / "checkpoints" / RUN / "ckpt-20"))
     rates = [reader.get_tensor(k) for k in reader.get_variable_to_shape_map() if k.endswith("_learning_rate/.ATTRIBUTES/VARIABLE_VALUE")]
     assert len(rates) == 2 and all(r == pytest.approx(0.0005) for r in rates)
