@@ -301,7 +301,7 @@ class Run:
         """
         saved = self.saved_config()
         if saved is None:
-            if glob.glob(os.path.join(glob.escape(self.checkpoints), "ckpt-*.index")):
+            if checkpoint_prefixes(self.checkpoints):
                 print(f"Warning: {self.checkpoints} holds checkpoints but no config.json: the run's settings are "
                       f"taken from the flags given now{'' if FLAGS['seed'].present else ', with a new --seed'}",
                       file=sys.stderr)
@@ -424,13 +424,18 @@ def checkpoint_manager(dcgan, run, folder=None):
                                       checkpoint_name="ckpt")
 
 
+def checkpoint_prefixes(folder):
+    """The checkpoints folder holds (an index file each), oldest first."""
+    found = [re.fullmatch(r"ckpt-(\d+)\.index", name) for name in os.listdir(folder)] if os.path.isdir(folder) else []
+    return [os.path.join(folder, f"ckpt-{step}") for step in sorted(int(m.group(1)) for m in found if m)]
+
+
 def repair_checkpoint_list(folder):
     """Rewrites folder's 'checkpoint' file, the list of its checkpoints, from the checkpoints there when
     it is missing or unreadable (emptied, hand-edited) or its latest checkpoint does not read (an index
     file deleted): TensorFlow would see no checkpoint at all, and training would silently start over."""
-    found = [re.fullmatch(r"ckpt-(\d+)\.index", name) for name in os.listdir(folder)] if os.path.isdir(folder) else []
-    prefixes = [os.path.join(folder, f"ckpt-{step}") for step in sorted(int(m.group(1)) for m in found if m)]
-    if not prefixes and not os.path.exists(os.path.join(folder, "checkpoint")):
+    prefixes, listing = checkpoint_prefixes(folder), os.path.join(folder, "checkpoint")
+    if not prefixes and not os.path.exists(listing):
         return  # a new run (or a mistyped name), answered before TensorFlow loads
     import tensorflow as tf
     verbosity = logging.get_verbosity()
@@ -442,17 +447,17 @@ def repair_checkpoint_list(folder):
             return
         # A kill while a first checkpoint's index is being written can leave it half written.
         prefixes = [prefix for prefix in prefixes if readable_checkpoint(prefix)]
-        if not prefixes and not os.path.exists(os.path.join(folder, "checkpoint")):
-            return  # killed while the first checkpoint's index was written: that checkpoint is redone
         if not prefixes:
-            raise DCGANError(f"{os.path.join(folder, 'checkpoint')} lists checkpoints, but none there reads (an index "
-                             "missing or damaged): restore their files, or train under another --out_name")
+            if not os.path.exists(listing):
+                return  # that first checkpoint is redone
+            raise DCGANError(f"{listing} lists checkpoints, but none there reads (an index missing or damaged): "
+                             "restore their files, or train under another --out_name")
         tf.compat.v1.train.update_checkpoint_state(folder, prefixes[-1], list(prefixes))  # it makes them relative
     finally:
         logging.set_verbosity(verbosity)
-    print(f"Warning: {os.path.join(folder, 'checkpoint')}, the list of the run's checkpoints, was missing, unreadable "
-          f"or named one that does not read: rebuilt it from the checkpoints there (the latest is "
-          f"{os.path.basename(prefixes[-1])})", file=sys.stderr)
+    print(f"Warning: {listing}, the list of the run's checkpoints, was missing, unreadable or named one that does "
+          f"not read: rebuilt it from the checkpoints there (the latest is {os.path.basename(prefixes[-1])})",
+          file=sys.stderr)
 
 
 def listed_checkpoint(folder):
@@ -932,17 +937,20 @@ def run_main(argv):
         print("Stopped: interrupted before training started; nothing was changed.", file=sys.stderr)
         sys.exit(130)
     except (DCGANError, OSError) as e:
-        print(f"Error: {e}", file=sys.stderr)
-        logging.set_verbosity(logging.ERROR)  # the last line: not followed by TF's notes on unrestored values at exit
-        sys.exit(1)
+        exit_with_error(e)
     except Exception as e:
         shortage = memory_shortage(e)
         if shortage is None:
             raise
-        print(f"Error: out of memory ({shortage}): use a smaller --batch_size, --n_per_label or --eval_n, or "
-              "narrower networks (--z_dim, --gf_dim, --df_dim, --gfc_dim, --dfc_dim); checkpoints already written "
-              "are kept", file=sys.stderr)
-        sys.exit(1)
+        exit_with_error(f"out of memory ({shortage}): use a smaller --batch_size, --n_per_label or --eval_n, or "
+                        "narrower networks (--z_dim, --gf_dim, --df_dim, --gfc_dim, --dfc_dim); checkpoints already "
+                        "written are kept")
+
+
+def exit_with_error(message):
+    print(f"Error: {message}", file=sys.stderr)
+    logging.set_verbosity(logging.ERROR)  # the last line: not followed by TF's notes on unrestored values at exit
+    sys.exit(1)
 
 
 def memory_shortage(error):
