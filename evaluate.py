@@ -73,9 +73,8 @@ def cached_classifier(train_images, train_labels, cache_dir, verbose=None):
         verbose = 1 if sys.stdout.isatty() else 2  # a progress bar on a terminal, a line per epoch in logs
     trained = train_classifier(train_images, train_labels, verbose=verbose)
     os.makedirs(cache_dir, exist_ok=True)
-    tmp = path[:-len(".weights.h5")] + ".tmp.weights.h5"
-    trained.save_weights(tmp)
-    os.replace(tmp, path)
+    with utils.published(path, ".tmp.weights.h5") as tmp:  # Keras takes only names ending .weights.h5
+        trained.save_weights(tmp)
     return trained, path
 
 

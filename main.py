@@ -11,6 +11,7 @@ folders, unconditional on a folder of pictures (celebA, your own).
     python main.py --dataset mnist --eval                 # class accuracy, FID, diversity
     python main.py --dataset mnist --demo                 # web page at http://127.0.0.1:7860
 """
+import errno
 import glob
 import json
 import math
@@ -506,9 +507,12 @@ def save_checkpoint(manager, step):
     try:
         return manager.save(checkpoint_number=step)
     except (OSError, tf.errors.OpError) as e:
+        # What the failed save wrote would hold the space a full disk needs for the next one.
+        shutil.rmtree(os.path.join(manager.directory, f"ckpt-{step}_temp"), ignore_errors=True)
+        kept = f"the last one written still loads: {manager.latest_checkpoint}" if manager.latest_checkpoint \
+            else "none was written before"
         raise DCGANError(f"cannot write a checkpoint in {manager.directory} at step {step} "
-                         f"({first_line(getattr(e, 'message', e))}); the last one written still loads: "
-                         f"{manager.latest_checkpoint}") from None
+                         f"({first_line(getattr(e, 'message', e))}); {kept}") from None
 
 
 UNCONDITIONAL_COLUMNS = 8
@@ -650,8 +654,11 @@ def train(dcgan, manager, run, data, strategy):
             progress.update(step, f"epoch {epoch + 1}/{FLAGS.epoch} {format_logs(logs)}{quality}",
                             force=bool(quality) and step % FLAGS.eval_freq == 0)
             if chief and (step % FLAGS.sample_freq == 0 or step == total):
-                write_samples(dcgan, run, sample_z, sample_y, local_batch(strategy, batch), step,
-                              f"train_{epoch:02d}_{batch_index:04d}.png")
+                try:
+                    write_samples(dcgan, run, sample_z, sample_y, local_batch(strategy, batch), step,
+                                  f"train_{epoch:02d}_{batch_index:04d}.png")
+                except OSError as e:  # a picture is not worth the training: the checkpoints decide
+                    progress.interject(f"Warning: step {step}'s sample grid was not written ({e}); training goes on")
             if step % FLAGS.ckpt_freq == 0 or step == total or stop_request:
                 save_checkpoint(manager, step)
             if stop_request:
@@ -672,7 +679,10 @@ def train(dcgan, manager, run, data, strategy):
     else:  # the first step, which traces the graph, has no rate to tell
         print(f"Done: {total} steps. {written}.")
     if chief:
-        write_plots(dcgan, run, local_batch(strategy, batch))
+        try:
+            write_plots(dcgan, run, local_batch(strategy, batch))
+        except OSError as e:
+            print(f"Warning: the loss curves and real vs fake figure were not written ({e})", file=sys.stderr)
     return steps_per_s, in_step
 
 
@@ -936,9 +946,12 @@ def run_main(argv):
     except KeyboardInterrupt:
         print("Stopped: interrupted before training started; nothing was changed.", file=sys.stderr)
         sys.exit(130)
-    except (DCGANError, OSError) as e:
-        exit_with_error(e)
     except Exception as e:
+        if disk_full(e):
+            exit_with_error(f"{first_line(e)}. The disk is full: free some space, or write elsewhere (--checkpoint_dir, "
+                            "--sample_dir, --tensorboard_dir, --export_dir); checkpoints already written are kept")
+        if isinstance(e, (DCGANError, OSError)):
+            exit_with_error(e)
         shortage = memory_shortage(e)
         if shortage is None:
             raise
@@ -951,6 +964,12 @@ def exit_with_error(message):
     print(f"Error: {message}", file=sys.stderr)
     logging.set_verbosity(logging.ERROR)  # the last line: not followed by TF's notes on unrestored values at exit
     sys.exit(1)
+
+
+def disk_full(error):
+    """Whether error is a write that found the disk full: Python's OSError, or TensorFlow's (which it
+    raises as ResourceExhaustedError, its out-of-memory error, too)."""
+    return (isinstance(error, OSError) and error.errno == errno.ENOSPC) or "No space left on device" in str(error)
 
 
 def memory_shortage(error):

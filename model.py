@@ -578,7 +578,12 @@ def export_savedmodel(dcgan, path, step=0, class_names=()):
         module.config_file = tf.saved_model.Asset(config_path)
         signatures = {"serving_default": module.serve, "generate": module.generate,
                       "generate_png": module.generate_png, "config": module.config}
-        tf.saved_model.save(module, tmp, signatures=signatures)
+        try:
+            tf.saved_model.save(module, tmp, signatures=signatures)
+        except BaseException:  # a full disk keeps no partial export
+            if tf.io.gfile.exists(tmp):
+                tf.io.gfile.rmtree(tmp)
+            raise
     if tf.io.gfile.exists(path):
         tf.io.gfile.rmtree(path)
     tf.io.gfile.rename(tmp, path)

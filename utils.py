@@ -1,10 +1,12 @@
 """Data loading (MNIST's IDX files, tfds, image folders), image grids and GIFs."""
 import concurrent.futures
+import contextlib
 import glob
 import gzip
 import json
 import os
 import platform
+import re
 import signal
 import socket
 import sys
@@ -254,8 +256,11 @@ def read_images(paths, size, crop=None, channels=None, workers=None):
 
 
 def first_line(error):
-    """An error's first line, for one-line messages (its type's name when it has no text)."""
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    """An error's first line, for one-line messages (its type's name when it has no text), without the
+    graph function and op names TensorFlow puts around its errors' text."""
+    text = str(error).strip()
+    line = text.splitlines()[0] if text else type(error).__name__
+    return re.sub(r"^\{\{function_node [^}]*\}\}\s*|\s*\[Op:\w+\]$", "", line) or line
 
 
 def try_read_image(path, size, crop):
@@ -334,28 +339,41 @@ def to_pil(image):
     return Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
 
 
+@contextlib.contextmanager
+def published(path, suffix=".tmp"):
+    """Yields the name to write path's content under; renames it to path once written, so path is never
+    half written, and removes it when writing fails (a full disk keeps no partial file). An error
+    without a file name (a write that found the disk full) is raised naming path."""
+    tmp = path + suffix
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        if isinstance(e, OSError) and e.filename is None and e.errno is not None:
+            raise OSError(e.errno, e.strerror, path) from e
+        raise
+
+
 def save_image(image, path):
-    """Writes one [H, W, C] image (float in [0, 1], or uint8) as PNG, published only when complete."""
-    tmp = path + ".tmp"
-    to_pil(image).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    """Writes one [H, W, C] image (float in [0, 1], or uint8) as PNG."""
+    with published(path) as tmp:
+        to_pil(image).save(tmp, format="PNG")
 
 
 def save_json(obj, path):
-    """Writes obj as JSON at path (making its folder), published only when complete."""
+    """Writes obj as JSON at path (making its folder)."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
+    with published(path) as tmp, open(tmp, "w") as f:
         json.dump(obj, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
 
 
 def save_gif(frames, path, duration_ms=80):
     """Writes [H, W, C] float frames in [0, 1] as a looping GIF."""
     first, *rest = [to_pil(f) for f in frames]
-    tmp = path + ".tmp"
-    first.save(tmp, format="GIF", save_all=True, append_images=rest, duration=duration_ms, loop=0)
-    os.replace(tmp, path)
+    with published(path) as tmp:
+        first.save(tmp, format="GIF", save_all=True, append_images=rest, duration=duration_ms, loop=0)
 
 
 # ---------------------------------------------------------------- progress
@@ -388,6 +406,13 @@ class Progress:
     def rate(self, done, now=None):
         """Iterations per second from the end of the first (or from the start without warmup) to now."""
         return (done - self.start) / max((self.clock() if now is None else now) - self.t0, 1e-9)
+
+    def interject(self, line, stream=None):
+        """Prints line (a warning) on a line of its own; the status line comes back with the next update."""
+        if self.tty:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+        print(line, file=stream or sys.stderr, flush=True)
 
     def close(self):
         if self.tty:

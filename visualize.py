@@ -191,8 +191,9 @@ def pyplot():
 
 
 def save_figure(fig, path):
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=100, bbox_inches="tight")
-    pyplot().close(fig)
-    os.replace(tmp, path)
+    try:
+        with utils.published(path, ".tmp.png") as tmp:
+            fig.savefig(tmp, dpi=100, bbox_inches="tight")
+    finally:
+        pyplot().close(fig)
     return path

@@ -2,6 +2,7 @@
 import glob
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -21,13 +22,18 @@ def train_args(data_dir, *extra):
 
 def test_train_resume_sample_and_export(tmp_path, trained_tiny):
     trained_tiny(tmp_path)  # one epoch: 320 images / 32 = 10 steps, its checkpoint and final grid
+    # A sample grid that cannot be written (a folder holds its temporary name, as a full disk would fail
+    # it) is a warning: training goes on.
+    (tmp_path / "samples" / RUN / "train_01_0004.png.tmp").mkdir()
     rc, out = run_main(train_args("data", "--train", "--epoch=2", "--ckpt_freq=4", "--sample_freq=5"), tmp_path)
     assert rc == 0, out
     assert f"Restored checkpoints/{RUN}/ckpt-10" in out and "steps 10..20" in out
+    assert re.search(r"^Warning: step 15's sample grid was not written \(\[Errno \d+\] .*train_01_0004\.png\.tmp'\); "
+                     r"training goes on$", out, re.M), out
     ckpt = tmp_path / "checkpoints" / RUN
     assert (ckpt / "ckpt-20.index").exists() and not (ckpt / "ckpt-16.index").exists()  # max_to_keep 1
     assert sorted(os.listdir(tmp_path / "samples" / RUN)) == ["losses.png", "real_vs_fake.png", "train_00_0009.png",
-                                                             "train_01_0004.png", "train_01_0009.png"]
+                                                             "train_01_0004.png.tmp", "train_01_0009.png"]
     assert glob.glob(str(tmp_path / "logs" / RUN / "events.out.tfevents.*"))
 
     rc, out = run_main(train_args("data", "--export", "--visualize"), tmp_path)

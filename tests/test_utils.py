@@ -133,6 +133,26 @@ def test_save_image_and_gif_write_readable_files(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["a.gif", "a.png"]  # no temporary files left
 
 
+@pytest.mark.parametrize("save, content", [
+    (utils.save_image, np.random.default_rng(0).random((200, 200, 3))),
+    (utils.save_gif, np.random.default_rng(0).random((3, 200, 200, 3))),
+    (utils.save_json, {"noise": np.random.default_rng(0).random(10_000).tolist()})])
+def test_a_write_that_fails_midway_leaves_no_file_and_names_it(tmp_path, save, content):
+    import resource
+    import signal
+    path = str(tmp_path / "out")
+    limits, handler = resource.getrlimit(resource.RLIMIT_FSIZE), signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (4096, limits[1]))  # as a full disk: the write stops at 4 kB
+    try:
+        with pytest.raises(OSError) as failed:
+            save(content, path)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+        signal.signal(signal.SIGXFSZ, handler)
+    assert failed.value.filename == path and failed.value.errno is not None
+    assert os.listdir(tmp_path) == []  # neither a half-written file nor its temporary
+
+
 def test_progress_prints_rate_and_eta(capsys):
     import io
     stream = io.StringIO()
