@@ -415,14 +415,17 @@ def checkpoint_manager(dcgan, run, folder=None):
     averaged = {"average": dcgan.average} if dcgan.average else {}
     checkpoint = tf.train.Checkpoint(generator=dcgan.generator, discriminator=dcgan.discriminator,
                                      g_optimizer=dcgan.g_optimizer, d_optimizer=dcgan.d_optimizer, **averaged)
-    folder = folder or run.checkpoints
-    # The manager publishes a checkpoint by rewriting the small 'checkpoint' index file atomically
-    # after the data is written, so a kill mid-save leaves the previous checkpoint as the latest.
-    # What such a kill leaves behind is a '<prefix>_temp' folder, cleared here.
+    return tf.train.CheckpointManager(checkpoint, folder or run.checkpoints, max_to_keep=FLAGS.max_to_keep,
+                                      checkpoint_name="ckpt")
+
+
+def clear_unfinished_saves(folder):
+    """The manager publishes a checkpoint by rewriting the small 'checkpoint' index file atomically
+    after the data is written, so a kill mid-save leaves the previous checkpoint as the latest, and a
+    '<prefix>_temp' folder, cleared here. Only a process that trains the run may: another one's
+    would be a save in progress."""
     for leftover in glob.glob(os.path.join(glob.escape(folder), "ckpt-*_temp")):
         shutil.rmtree(leftover, ignore_errors=True)
-    return tf.train.CheckpointManager(checkpoint, folder, max_to_keep=FLAGS.max_to_keep,
-                                      checkpoint_name="ckpt")
 
 
 def checkpoint_prefixes(folder):
@@ -908,9 +911,12 @@ def main(argv):
     dcgan = build_model(run.config, strategy)
     if FLAGS.train:
         folder = distribute.worker_folder(run.checkpoints, strategy)
-        manager = checkpoint_manager(dcgan, run, folder)
-        restore(manager, required=False, folder=run.checkpoints)
-        train(dcgan, manager, run, data, strategy)
+        with utils.held_alone(folder, f"another process is training the run in {folder}: let it finish or stop "
+                                      "it, or train under another --out_name"):
+            clear_unfinished_saves(folder)
+            manager = checkpoint_manager(dcgan, run, folder)
+            restore(manager, required=False, folder=run.checkpoints)
+            train(dcgan, manager, run, data, strategy)
         if folder != run.checkpoints:  # a worker's scratch copies: the chief's checkpoints are the run's
             shutil.rmtree(folder, ignore_errors=True)
             return

@@ -383,6 +383,33 @@ def save_gif(frames, path, duration_ms=80):
         first.save(tmp, format="GIF", save_all=True, append_images=rest, duration=duration_ms, loop=0)
 
 
+@contextlib.contextmanager
+def held_alone(folder, taken):
+    """Holds folder (made if need be) locked for the block, so that two processes never write the same
+    run; raises DCGANError(taken) when another one holds it. The lock is the kernel's on the folder
+    itself (no lock file to go stale): it dies with its process, kill -9 included. Where there is no
+    flock (Windows), the block runs unlocked."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    made = not os.path.isdir(folder)
+    os.makedirs(folder, exist_ok=True)
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DCGANError(taken) from None
+        yield
+    finally:
+        os.close(fd)
+        if made:  # a run that failed before writing anything leaves no empty folder
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)
+
+
 # ---------------------------------------------------------------- progress
 
 class Progress:

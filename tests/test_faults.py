@@ -344,6 +344,22 @@ def test_disk_full_while_saving_keeps_the_previous_checkpoint(tmp_path, trained_
     assert rc == 0 and "steps 10..20" in out, out
 
 
+def test_a_run_being_trained_refuses_a_second_trainer_and_its_save_in_progress_is_left_alone(tmp_path, trained_tiny):
+    import utils
+    trained_tiny(tmp_path)
+    ckpt = tmp_path / "checkpoints" / RUN
+    (ckpt / "ckpt-14_temp").mkdir()  # the running trainer's save in progress
+    before = snapshot(ckpt)
+    with utils.held_alone(str(ckpt), "held by the test, as by a training process"):
+        rc, out = run_main(train_args("--train", "--epoch=2"), tmp_path)
+        assert rc == 1
+        assert error_lines(out)[-1] == (f"Error: another process is training the run in checkpoints/{RUN}: let it "
+                                        "finish or stop it, or train under another --out_name")
+        rc, out = run_main(train_args(), tmp_path)  # sampling meanwhile is fine
+        assert rc == 0, out
+    assert snapshot(ckpt) == before and (ckpt / "ckpt-14_temp").is_dir()
+
+
 @pytest.mark.parametrize("damage", ["deleted", "emptied", "truncated", "names no checkpoint",
                                     "names one whose index is cut short"])
 def test_a_damaged_checkpoint_list_is_rebuilt_from_the_checkpoints(tmp_path, trained_tiny, capsys, damage):

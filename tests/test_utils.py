@@ -156,6 +156,33 @@ def test_a_write_that_fails_midway_leaves_no_file_and_names_it(tmp_path, save, c
     assert os.listdir(tmp_path) == []  # neither a half-written file nor its temporary
 
 
+def test_a_folder_held_by_one_process_is_refused_to_another_until_that_one_dies(tmp_path):
+    import subprocess
+    import sys
+    folder = str(tmp_path / "run")
+    with utils.held_alone(folder, "taken"):
+        with pytest.raises(utils.DCGANError, match="^taken$"):  # a second hold, even in this process
+            with utils.held_alone(folder, "taken"):
+                pass
+    assert not os.path.exists(folder)  # made for the hold and left empty: removed
+    code = (f"import sys, utils\nwith utils.held_alone({folder!r}, ''):\n"
+            f"    open({os.path.join(folder, 'x')!r}, 'w').close()\n"
+            "    print('held', flush=True)\n    sys.stdin.read()")
+    holder = subprocess.Popen([sys.executable, "-c", code], cwd=os.path.dirname(utils.__file__),
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        with pytest.raises(utils.DCGANError):
+            with utils.held_alone(folder, "taken"):
+                pass
+    finally:
+        holder.kill()  # kill -9: nothing of it runs, the kernel drops the lock
+        holder.wait()
+    with utils.held_alone(folder, "taken"):
+        pass
+    assert os.listdir(folder) == ["x"]  # a folder with something in it stays
+
+
 def test_progress_prints_rate_and_eta(capsys):
     import io
     stream = io.StringIO()
