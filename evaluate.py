@@ -66,8 +66,12 @@ def cached_classifier(train_images, train_labels, cache_dir, verbose=None):
     path = os.path.join(cache_dir, f"mnist_classifier_{key[:16]}.weights.h5")
     model = build_classifier()
     if os.path.exists(path):
-        model.load_weights(path)
-        return model, path
+        try:
+            model.load_weights(path)
+            return model, path
+        except (OSError, ValueError) as e:  # a cache: made again rather than mended by hand
+            print(f"Warning: the cached classifier {path} does not read ({utils.first_line(e)}): training it again",
+                  file=sys.stderr)
     print(f"Training the MNIST classifier for evaluation (once; cached as {path})")
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2  # a progress bar on a terminal, a line per epoch in logs

@@ -75,6 +75,11 @@ def test_classifier_is_cached_by_its_data(tmp_path):
     np.testing.assert_allclose(evaluate.classify(first, x)[1], evaluate.classify(again, x)[1], atol=1e-5)
     _, other_path = evaluate.cached_classifier(x[:-1], y[:-1], str(tmp_path), verbose=0)
     assert other_path != path
+    with open(path, "r+b") as f:  # a cache cut short (a kill, a full disk) is trained again, not an error
+        f.truncate(100)
+    remade, remade_path = evaluate.cached_classifier(x, y, str(tmp_path), verbose=0)
+    assert remade_path == path and os.path.getsize(path) > 100
+    assert (evaluate.classify(remade, x)[0] == y).mean() > 0.9
 
 
 def test_images_of_the_wrong_shape_get_a_clear_error(reference):
