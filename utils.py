@@ -441,12 +441,12 @@ class Progress:
         """Iterations per second from the end of the first (or from the start without warmup) to now."""
         return (done - self.start) / max((self.clock() if now is None else now) - self.t0, 1e-9)
 
-    def interject(self, line, stream=None):
-        """Prints line (a warning) on a line of its own; the status line comes back with the next update."""
+    def interject(self, warning):
+        """Prints warning on stderr on a line of its own; the status line comes back with the next update."""
         if self.tty:
             self.stream.write("\r\033[K")
             self.stream.flush()
-        print(line, file=stream or sys.stderr, flush=True)
+        print(warning, file=sys.stderr, flush=True)
 
     def close(self):
         if self.tty:

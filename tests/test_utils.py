@@ -195,6 +195,20 @@ def test_progress_prints_rate_and_eta(capsys):
     assert lines[0].endswith("ETA ?")  # no rate is known after the first (warm-up) step
 
 
+def test_a_warning_during_progress_on_a_terminal_clears_the_status_line_first(capsys):
+    import io
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+    stream = Terminal()
+    progress = utils.Progress(total=10, stream=stream)
+    progress.update(3, "loss 1.0")
+    progress.interject("Warning: something")
+    assert stream.getvalue().endswith("ETA ?\033[K\r\033[K")  # rewritten in place, then wiped
+    assert capsys.readouterr().err == "Warning: something\n"
+
+
 def test_progress_without_warmup_times_from_the_start():
     import io
     stream = io.StringIO()
