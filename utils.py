@@ -23,6 +23,7 @@ MNIST_FILES = {
     "test_labels": "t10k-labels-idx1-ubyte",
 }
 IDX_UBYTE = 0x08
+MNIST_SIZE = 28
 
 
 class DCGANError(Exception):
@@ -77,6 +78,9 @@ def load_idx_splits(folder, num_classes=10):
         x, y = read_idx(paths[f"{split}_images"]), read_idx(paths[f"{split}_labels"])
         if x.ndim != 3 or y.ndim != 1:
             raise DataError(f"{folder}: {split} images must be 3-D and labels 1-D, got {x.shape} and {y.shape}")
+        if x.shape[1:] != (MNIST_SIZE, MNIST_SIZE):
+            raise DataError(f"{paths[f'{split}_images']} holds {x.shape[1]}x{x.shape[2]} images, where MNIST-like "
+                            f"datasets have {MNIST_SIZE}x{MNIST_SIZE}: for other sizes, train on a folder of images")
         if len(x) != len(y):
             raise DataError(f"{folder}: {len(x)} {split} images but {len(y)} labels")
         if y.size and y.max() >= num_classes:

@@ -72,6 +72,14 @@ def test_load_idx_splits_rejects_labels_out_of_range(tmp_path):
         utils.load_idx_splits(folder)
 
 
+def test_load_idx_splits_rejects_images_of_another_size(tmp_path):
+    folder = write_mnist_folder(str(tmp_path), n_train=30, n_test=12)
+    write_idx(os.path.join(folder, "t10k-images-idx3-ubyte.gz"), np.zeros((12, 32, 32)), compress=True)
+    with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte.gz holds 32x32 images, where MNIST-like datasets "
+                                        r"have 28x28"):
+        utils.load_idx_splits(folder)
+
+
 def test_no_local_files_and_no_internet_fails_fast_with_the_folder(tmp_path, monkeypatch, caplog):
     monkeypatch.setattr(utils, "can_reach", lambda host: False)
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tensorflow_datasets"))  # nothing prepared there
