@@ -950,7 +950,9 @@ def run_main(argv):
         print(f"Stopped: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
-        print("Stopped: interrupted before training started; nothing was changed.", file=sys.stderr)
+        # Outside the training loop (loading, sampling, evaluating, exporting, the end-of-training figures).
+        print("Stopped: interrupted. Nothing is left half written (files are published only when complete); "
+              "checkpoints already written are kept.", file=sys.stderr)
         sys.exit(130)
     except Exception as e:
         if disk_full(e):

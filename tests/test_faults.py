@@ -221,6 +221,20 @@ def test_out_of_memory_or_disk_anywhere_ends_with_one_line_naming_what_did_not_f
     assert capsys.readouterr().err.splitlines() == [line]
 
 
+def test_ctrl_c_outside_the_training_loop_is_one_line_and_exit_130(monkeypatch, capsys):
+    import main
+
+    def interrupted(argv):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(main, "main", interrupted)
+    with pytest.raises(SystemExit) as stopped:
+        main.run_main(["main.py"])
+    assert stopped.value.code == 130
+    assert capsys.readouterr().err.splitlines() == [
+        "Stopped: interrupted. Nothing is left half written (files are published only when complete); checkpoints "
+        "already written are kept."]
+
+
 # ------------------------------------------------------------------ faults during training
 
 def start(args, cwd, **kwargs):
