@@ -1,4 +1,5 @@
 """Data loading (MNIST's IDX files, tfds, image folders), image grids and GIFs."""
+import collections
 import concurrent.futures
 import contextlib
 import glob
@@ -191,12 +192,28 @@ def list_image_folder(folder, pattern):
     per_class = {d: matching_files(os.path.join(folder, d), pattern) for d in subfolders}
     per_class = {d: files for d, files in per_class.items() if files}
     if not per_class:
-        raise DataError(f"no file in {folder} or its sub-folders matches --input_fname_pattern={pattern}")
+        raise DataError(f"no file in {folder} or its sub-folders matches --input_fname_pattern={pattern}"
+                        f"{what_is_there(folder)}")
     if len(per_class) == 1:  # data/celebA/img_align_celeba/*.jpg: one folder of pictures, not a class
         return next(iter(per_class.values())), None, None
     class_names = list(per_class)
     labels = np.concatenate([np.full(len(files), k, np.int32) for k, files in enumerate(per_class.values())])
     return [p for files in per_class.values() for p in files], labels, class_names
+
+
+def what_is_there(folder):
+    """The kinds of files folder and its sub-folders hold, most first, with the pattern that picks the
+    first ('; it holds 40 *.PNG, 5 *.JPG: e.g. --input_fname_pattern=*.PNG'), for a pattern that found
+    nothing (photos from cameras are often *.JPG)."""
+    places = [folder, *(os.path.join(folder, d) for d in os.listdir(folder))]
+    counts = collections.Counter("*" + (os.path.splitext(name)[1] or name) for place in places
+                                 if os.path.isdir(place) for name in os.listdir(place)
+                                 if os.path.isfile(os.path.join(place, name)))
+    if not counts:
+        return "; it holds no files"
+    kinds = counts.most_common()
+    listed = ", ".join(f"{n} {kind}" for kind, n in kinds[:5]) + (", ..." if len(kinds) > 5 else "")
+    return f"; it holds {listed}: e.g. --input_fname_pattern={kinds[0][0]}"
 
 
 def matching_files(folder, pattern):

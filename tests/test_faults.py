@@ -108,7 +108,8 @@ CATALOGUE = [
      "there is no folder ./data/cifar: --dataset is mnist, fashion_mnist or the name of a folder"),
     ("dataset that is a path", nothing, ["--dataset=../x"], "--dataset must be mnist, fashion_mnist or a folder"),
     ("no file matches the pattern", pictures, folder_args("--input_fname_pattern=*.bmp"),
-     "no file in data/pictures or its sub-folders matches --input_fname_pattern=*.bmp"),
+     "no file in data/pictures or its sub-folders matches --input_fname_pattern=*.bmp; it holds 9 *.png, 3 *.jpg: "
+     "e.g. --input_fname_pattern=*.png"),
     ("fewer pictures than a batch", pictures, folder_args("--batch_size=64"), "12 images are fewer than one batch of 64"),
     ("crop larger than a picture", pictures, folder_args("--crop", "--input_height=60"),
      "pixels, smaller than the 60x60 crop"),
