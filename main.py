@@ -786,14 +786,20 @@ def export(dcgan, run):
 
 
 def current_export(dcgan, run):
-    """The export of the checkpoint's step, written if there is none yet."""
+    """The export of the checkpoint's step, loaded, and its path: written if there is none yet, or again
+    if the one there does not load (damaged since)."""
     path = os.path.join(run.exports, str(trained_steps(dcgan)))
-    return path if os.path.exists(os.path.join(path, "saved_model.pb")) else export(dcgan, run)
+    if os.path.exists(os.path.join(path, "saved_model.pb")):
+        try:
+            return load_savedmodel(path), path
+        except DCGANError as e:
+            print(f"Warning: {e}; exporting it again", file=sys.stderr)
+    path = export(dcgan, run)
+    return load_savedmodel(path), path
 
 
-def run_demo(path, eval_path):
+def run_demo(model, path, eval_path):
     import demo
-    model = load_savedmodel(path)
     if not model.y_dim:
         raise DCGANError(f"--demo draws the classes a visitor picks, and {path} is unconditional")
     demo.serve(model, path, FLAGS.demo_host, FLAGS.demo_port, FLAGS.demo_max_images, eval_path)
@@ -884,7 +890,8 @@ def main(argv):
         write_generated(exported, labels_asked(names), names, os.path.join(FLAGS.sample_dir, run_name(run_config())))
         return
     if FLAGS.demo and FLAGS.from_savedmodel:
-        run_demo(FLAGS.from_savedmodel, os.path.join(FLAGS.sample_dir, run_name(run_config()), "eval.json"))
+        run_demo(load_savedmodel(FLAGS.from_savedmodel), FLAGS.from_savedmodel,
+                 os.path.join(FLAGS.sample_dir, run_name(run_config()), "eval.json"))
         return
     if FLAGS.eval and FLAGS.eval_savedmodel:
         exported = load_savedmodel(FLAGS.eval_savedmodel)
@@ -940,7 +947,7 @@ def main(argv):
     if FLAGS.export:
         export(dcgan, run)
     if FLAGS.demo:
-        run_demo(current_export(dcgan, run), os.path.join(run.samples, "eval.json"))
+        run_demo(*current_export(dcgan, run), os.path.join(run.samples, "eval.json"))
 
 
 def run_main(argv):

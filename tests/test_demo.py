@@ -155,6 +155,9 @@ def test_main_demo_exports_the_checkpoint_serves_it_and_stops_on_ctrl_c(tmp_path
     train = subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), *args, "--train", "--epoch=1"],
                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert train.returncode == 0, train.stdout + train.stderr
+    damaged = tmp_path / "export" / "mnist_32_28_28" / "10"  # an export of this step, damaged since: made again
+    damaged.mkdir(parents=True)
+    (damaged / "saved_model.pb").write_bytes(b"not a SavedModel")
     port = free_port()
     proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "main.py"), *args, "--demo", f"--demo_port={port}"],
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -166,6 +169,7 @@ def test_main_demo_exports_the_checkpoint_serves_it_and_stops_on_ctrl_c(tmp_path
             if "running on" in line:
                 break
         assert f"Demo of export/mnist_32_28_28/10 running on http://127.0.0.1:{port}" in "".join(lines), lines
+        assert "Warning: export/mnist_32_28_28/10 is not a SavedModel written by --export" in "".join(lines), lines
         assert (tmp_path / "export" / "mnist_32_28_28" / "10" / "saved_model.pb").exists()
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=60) as page:
             assert page.status == 200 and b"DCGAN digits" in page.read()
