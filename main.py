@@ -963,8 +963,9 @@ def run_main(argv):
         sys.exit(130)
     except Exception as e:
         if disk_full(e):
-            exit_with_error(f"{first_line(e)}. The disk is full: free some space, or write elsewhere (--checkpoint_dir, "
-                            "--sample_dir, --tensorboard_dir, --export_dir); checkpoints already written are kept")
+            exit_with_error(f"{first_line(e)}. The disk is full: free some space, or write elsewhere "
+                            "(--checkpoint_dir, --sample_dir, --tensorboard_dir, --export_dir); checkpoints already "
+                            "written are kept")
         if isinstance(e, (DCGANError, OSError)):
             exit_with_error(e)
         shortage = memory_shortage(e)
