@@ -691,7 +691,12 @@ def train(dcgan, manager, run, data, strategy):
 
 def summary_writer(run, chief):
     import tensorflow as tf
-    return tf.summary.create_file_writer(run.logs) if chief else tf.summary.create_noop_writer()
+    if not chief:
+        return tf.summary.create_noop_writer()
+    try:
+        return tf.summary.create_file_writer(run.logs)
+    except tf.errors.OpError as e:  # a read-only or full disk, a file where the folder should be
+        raise DCGANError(f"cannot write TensorBoard logs in {run.logs}: {first_line(e)}") from None
 
 
 def scalar_writer():
@@ -778,9 +783,14 @@ def real_batch(dcgan, config):
 
 
 def export(dcgan, run):
+    import tensorflow as tf
     from model import export_savedmodel
     step = trained_steps(dcgan)
-    path = export_savedmodel(dcgan, os.path.join(run.exports, str(step)), step, run.config.get("class_names") or ())
+    path = os.path.join(run.exports, str(step))
+    try:
+        export_savedmodel(dcgan, path, step, run.config.get("class_names") or ())
+    except tf.errors.OpError as e:  # a read-only or full disk, a file where the folder should be
+        raise DCGANError(f"cannot write the export {path}: {first_line(e)}") from None
     print(f"Exported SavedModel to {path}")
     return path
 

@@ -288,7 +288,7 @@ def first_line(error):
     graph function and op names TensorFlow puts around its errors' text."""
     text = str(error).strip()
     line = text.splitlines()[0] if text else type(error).__name__
-    return re.sub(r"^\{\{function_node [^}]*\}\}\s*|\s*\[Op:\w+\]$", "", line) or line
+    return re.sub(r"^\{\{function_node [^}]*\}\}\s*|\s*\[Op:\w+\]( name:.*)?$", "", line) or line
 
 
 def try_read_image(path, size, crop):

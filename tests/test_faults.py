@@ -18,7 +18,7 @@ import pytest
 import tensorflow as tf
 from absl.testing import flagsaver
 
-from conftest import ROOT, TINY_RUN_ARGS, error_lines, run_main, write_idx, write_image_folder, write_mnist_folder
+from conftest import ROOT, TINY, TINY_RUN_ARGS, error_lines, run_main, write_idx, write_image_folder, write_mnist_folder
 
 RUN = "mnist_32_28_28"
 DEFAULT_RUN = "mnist_64_28_28"
@@ -220,6 +220,23 @@ def test_out_of_memory_or_disk_anywhere_ends_with_one_line_naming_what_did_not_f
         main.run_main(["main.py"])
     assert stopped.value.code == 1
     assert capsys.readouterr().err.splitlines() == [line]
+
+
+def test_logs_or_an_export_that_cannot_be_written_is_one_line(tmp_path):
+    """TensorFlow writes these itself and raises its own errors (a read-only disk: PermissionDeniedError);
+    here a file stands where their folder should be."""
+    import main
+    from utils import DCGANError
+    blocked = tmp_path / "blocked"
+    blocked.write_text("")
+    with flagsaver.flagsaver(checkpoint_dir=str(tmp_path), tensorboard_dir=str(blocked), export_dir=str(blocked),
+                             batch_size=32, **TINY):
+        run = main.Run(main.run_config())
+        with pytest.raises(DCGANError, match=rf"^cannot write TensorBoard logs in {re.escape(run.logs)}: \S"):
+            main.summary_writer(run, chief=True)
+        with pytest.raises(DCGANError, match=rf"^cannot write the export {re.escape(run.exports)}/0: [^{{\[]+$"):
+            main.export(main.build_model(run.config), run)
+    assert blocked.read_text() == ""
 
 
 def test_ctrl_c_outside_the_training_loop_is_one_line_and_exit_130(monkeypatch, capsys):
