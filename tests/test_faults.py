@@ -209,16 +209,19 @@ DISK_FULL = (". The disk is full: free some space, or write elsewhere (--checkpo
                                       "space left on device [Op:CreateSummaryFileWriter]"),
      "Error: logs/run/events.out.tfevents.1; No space left on device" + DISK_FULL),
     (OSError(28, "No space left on device", "samples/run/losses.png"),
-     "Error: [Errno 28] No space left on device: 'samples/run/losses.png'" + DISK_FULL)])
-def test_out_of_memory_or_disk_anywhere_ends_with_one_line_naming_what_did_not_fit(monkeypatch, capsys, error, line):
+     "Error: [Errno 28] No space left on device: 'samples/run/losses.png'" + DISK_FULL),
+    # Ctrl-C outside the training loop (loading, sampling, evaluating, exporting): exit code 130.
+    (KeyboardInterrupt(), "Stopped: interrupted. Nothing is left half written (files are published only when "
+                          "complete); checkpoints already written are kept.")])
+def test_out_of_memory_disk_full_or_ctrl_c_anywhere_ends_with_one_line(monkeypatch, capsys, error, line):
     import main
 
-    def short_of_room(argv):
+    def failing(argv):
         raise error
-    monkeypatch.setattr(main, "main", short_of_room)
+    monkeypatch.setattr(main, "main", failing)
     with pytest.raises(SystemExit) as stopped:
         main.run_main(["main.py"])
-    assert stopped.value.code == 1
+    assert stopped.value.code == (130 if isinstance(error, KeyboardInterrupt) else 1)
     assert capsys.readouterr().err.splitlines() == [line]
 
 
@@ -237,20 +240,6 @@ def test_logs_or_an_export_that_cannot_be_written_is_one_line(tmp_path):
         with pytest.raises(DCGANError, match=rf"^cannot write the export {re.escape(run.exports)}/0: [^{{\[]+$"):
             main.export(main.build_model(run.config), run)
     assert blocked.read_text() == ""
-
-
-def test_ctrl_c_outside_the_training_loop_is_one_line_and_exit_130(monkeypatch, capsys):
-    import main
-
-    def interrupted(argv):
-        raise KeyboardInterrupt
-    monkeypatch.setattr(main, "main", interrupted)
-    with pytest.raises(SystemExit) as stopped:
-        main.run_main(["main.py"])
-    assert stopped.value.code == 130
-    assert capsys.readouterr().err.splitlines() == [
-        "Stopped: interrupted. Nothing is left half written (files are published only when complete); checkpoints "
-        "already written are kept."]
 
 
 # ------------------------------------------------------------------ faults during training
