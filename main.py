@@ -637,39 +637,49 @@ def train(dcgan, manager, run, data, strategy):
     # step itself (the rest is logging, samples and checkpoints), the latter from the second step on.
     waited, stepping, started = 0.0, 0.0, time.perf_counter()
     # Signals are caught before the events file appears, so whoever sees it can stop the run cleanly.
-    with utils.StopSignals() as stop, summary_writer(run, chief).as_default():
-        for step in range(start + 1, total + 1):
-            before = time.perf_counter()
-            batch = next(batches)
-            fetched = time.perf_counter()
-            waited += fetched - before
-            step_logs, stop_request = train_step(batch, tf.constant(int(stop.signal or 0)))
-            logs, stop_request = {k: float(v) for k, v in step_logs.items()}, int(stop_request)
-            stepping += (time.perf_counter() - fetched) if step > start + 1 else 0.0
-            if not all(np.isfinite(list(logs.values()))):
-                kept = manager.latest_checkpoint or "none was written yet"
-                raise DCGANError(f"non-finite loss at step {step} ({format_logs(logs)}); nothing of this step "
-                                 f"was saved, the last good checkpoint is kept: {kept}")
-            write_scalars(step_logs, tf.constant(step, tf.int64))
-            epoch, batch_index = divmod(step - 1, steps_per_epoch)
-            if reference and (step % FLAGS.eval_freq == 0 or step == total):
-                quality = log_quality(evaluate_model(dcgan, reference), step)
-            progress.update(step, f"epoch {epoch + 1}/{FLAGS.epoch} {format_logs(logs)}{quality}",
-                            force=bool(quality) and step % FLAGS.eval_freq == 0)
-            if chief and (step % FLAGS.sample_freq == 0 or step == total):
-                try:
-                    write_samples(dcgan, run, sample_z, sample_y, local_batch(strategy, batch), step,
-                                  f"train_{epoch:02d}_{batch_index:04d}.png")
-                except OSError as e:  # a picture is not worth the training: the checkpoints decide
-                    progress.interject(f"Warning: step {step}'s sample grid was not written ({e}); training goes on")
-            if step % FLAGS.ckpt_freq == 0 or step == total or stop_request:
-                save_checkpoint(manager, step)
-            if stop_request:
-                progress.close()
-                by = stop.signal.name if stop.signal else "a signal to another worker"
-                raise Stopped(stop.signal or signal.SIGTERM,
-                              f"stopped by {by} at step {step}; saved {manager.latest_checkpoint}. "
-                              "Run the same command to resume.")
+    try:
+        with utils.StopSignals() as stop, summary_writer(run, chief).as_default():
+            for step in range(start + 1, total + 1):
+                before = time.perf_counter()
+                batch = next(batches)
+                fetched = time.perf_counter()
+                waited += fetched - before
+                step_logs, stop_request = train_step(batch, tf.constant(int(stop.signal or 0)))
+                logs, stop_request = {k: float(v) for k, v in step_logs.items()}, int(stop_request)
+                stepping += (time.perf_counter() - fetched) if step > start + 1 else 0.0
+                if not all(np.isfinite(list(logs.values()))):
+                    kept = manager.latest_checkpoint or "none was written yet"
+                    raise DCGANError(f"non-finite loss at step {step} ({format_logs(logs)}); nothing of this step "
+                                     f"was saved, the last good checkpoint is kept: {kept}")
+                write_scalars(step_logs, tf.constant(step, tf.int64))
+                epoch, batch_index = divmod(step - 1, steps_per_epoch)
+                if reference and (step % FLAGS.eval_freq == 0 or step == total):
+                    quality = log_quality(evaluate_model(dcgan, reference), step)
+                progress.update(step, f"epoch {epoch + 1}/{FLAGS.epoch} {format_logs(logs)}{quality}",
+                                force=bool(quality) and step % FLAGS.eval_freq == 0)
+                if chief and (step % FLAGS.sample_freq == 0 or step == total):
+                    try:
+                        write_samples(dcgan, run, sample_z, sample_y, local_batch(strategy, batch), step,
+                                      f"train_{epoch:02d}_{batch_index:04d}.png")
+                    except OSError as e:  # a picture is not worth the training: the checkpoints decide
+                        progress.interject(f"Warning: step {step}'s sample grid was not written ({e}); "
+                                           "training goes on")
+                if step % FLAGS.ckpt_freq == 0 or step == total or stop_request:
+                    save_checkpoint(manager, step)
+                if stop_request:
+                    progress.close()
+                    by = stop.signal.name if stop.signal else "a signal to another worker"
+                    raise Stopped(stop.signal or signal.SIGTERM,
+                                  f"stopped by {by} at step {step}; saved {manager.latest_checkpoint}. "
+                                  "Run the same command to resume.")
+    except tf.errors.OpError as e:
+        if run.logs not in str(e):
+            raise
+        # A write to the logs failed (a full disk), not the training step (it writes nothing): the step is whole.
+        if manager.latest_checkpoint != os.path.join(manager.directory, f"ckpt-{step}"):
+            save_checkpoint(manager, step)
+        raise DCGANError(f"cannot write TensorBoard logs in {run.logs} at step {step} ({first_line(e)}); saved "
+                         f"{manager.latest_checkpoint}") from None
     steps_per_s = progress.rate(total)
     in_step = stepping * steps_per_s / max(total - start - 1, 1)
     progress.close()
@@ -766,13 +776,27 @@ def write_plots(dcgan, run, batch):
     real_labels = np.argmax(batch[1], -1) if dcgan.y_dim else None
     z = dcgan.sample_z(len(real))
     os.makedirs(run.samples, exist_ok=True)
-    paths = [visualize.plot_losses(run.logs, os.path.join(run.samples, "losses.png"), run.name),
+    losses = visualize.read_scalars(run.logs)
+    gap = logs_gap(losses, run.logs, trained_steps(dcgan))
+    if gap:
+        print(f"Warning: {gap}", file=sys.stderr)
+    paths = [visualize.plot_losses(losses, os.path.join(run.samples, "losses.png"), run.name),
              os.path.join(run.samples, "real_vs_fake.png")]
     if run.config["dataset"] == CURVES:
         save_samples(dcgan, run.config, z, None, real, paths[1])
     else:
         visualize.plot_real_vs_fake(np.asarray(real), dcgan.sample(z, real_labels).numpy(), paths[1])
     print(f"Wrote {', '.join(p for p in paths if p)}")
+
+
+def logs_gap(losses, folder, step):
+    """What is missing when the logged losses end before the run's step (logs deleted or lost), else None."""
+    steps = losses["g_loss"][0]
+    last = int(steps[-1]) if len(steps) else 0
+    if last >= step:
+        return None
+    return (f"the TensorBoard logs in {folder} end at step {last} and the run at step {step}: the rest is missing "
+            "(removed, or lost), so the loss curves stop there")
 
 
 def real_batch(dcgan, config):

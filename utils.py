@@ -284,10 +284,12 @@ def read_images(paths, size, crop=None, channels=None, workers=None):
 
 
 def first_line(error):
-    """An error's first line, for one-line messages (its type's name when it has no text), without the
-    graph function and op names TensorFlow puts around its errors' text."""
-    text = str(error).strip()
-    line = text.splitlines()[0] if text else type(error).__name__
+    """An error's first line, for one-line messages (its type's name when it has no text); of a
+    TensorFlow graph error, its cause's; without the function and op names TensorFlow puts around it."""
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    if lines and lines[0].startswith("Graph execution error"):  # the cause follows the op's Python traceback
+        lines = [line for line in lines[1:] if not line.startswith((" ", "\t", "Detected at node"))] or lines
+    line = lines[0].strip() if lines else type(error).__name__
     return re.sub(r"^\{\{function_node [^}]*\}\}\s*|\s*\[Op:\w+\]( name:.*)?$", "", line) or line
 
 

@@ -139,9 +139,8 @@ def read_scalars(log_dir, tags=("d_loss", "g_loss")):
             for tag, points in series.items()}
 
 
-def plot_losses(log_dir, path, title):
-    """The G and D loss against the step, as a PNG; None when the logs hold no losses."""
-    series = read_scalars(log_dir)
+def plot_losses(series, path, title):
+    """The G and D loss against the step (read_scalars' series), as a PNG; None when there are none."""
     if not any(len(steps) for steps, _ in series.values()):
         return None
     fig, ax = pyplot().subplots(figsize=(10, 5))

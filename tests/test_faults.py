@@ -192,8 +192,8 @@ def test_training_refuses_a_batch_larger_than_memory_before_touching_anything():
 
 OUT_OF_MEMORY = ("): use a smaller --batch_size, --n_per_label or --eval_n, or narrower networks (--z_dim, --gf_dim, "
                  "--df_dim, --gfc_dim, --dfc_dim); checkpoints already written are kept")
-DISK_FULL = (". The disk is full: free some space, or write elsewhere (--checkpoint_dir, --sample_dir, --tensorboard_dir, "
-             "--export_dir); checkpoints already written are kept")
+DISK_FULL = (". The disk is full: free some space, or write elsewhere (--checkpoint_dir, --sample_dir, "
+             "--tensorboard_dir, --export_dir); checkpoints already written are kept")
 
 
 # A real out-of-memory error (--z_dim 100000000000000: 400 TB) takes TensorFlow's allocator 10 s of
@@ -326,6 +326,35 @@ def summary_values(log_dir):
     events.Reload()
     return {tag: np.concatenate([tf.make_ndarray(e.tensor_proto).ravel() for e in events.Tensors(tag)])
             for tag in events.Tags()["tensors"]}
+
+
+def test_logs_that_cannot_be_written_midway_stop_training_with_a_checkpoint_of_that_step(tmp_path, monkeypatch):
+    import main
+    from utils import DCGANError
+    with flagsaver.flagsaver(checkpoint_dir=str(tmp_path / "checkpoints"), tensorboard_dir=str(tmp_path / "logs"),
+                             sample_dir=str(tmp_path / "samples"), batch_size=8, epoch=1, seed=0, **TINY):
+        run = main.Run(main.run_config())
+        write = main.scalar_writer()
+
+        def fills_the_disk_at_step_3():
+            def write_scalars(logs, step):
+                if int(step) == 3:  # as TensorFlow's event writer reports it when its flush fails
+                    raise tf.errors.ResourceExhaustedError(None, None, (
+                        f"Graph execution error:\n\nDetected at node d_loss/write_summary defined at (most recent "
+                        f"call last):\n  File \"main.py\", line 1, in write\n\n{run.logs}/events.out.tfevents.1; No "
+                        f"space left on device\n\tCould not flush events file.\n [Op:__inference_write_1]"))
+                write(logs, step)
+            return write_scalars
+        monkeypatch.setattr(main, "scalar_writer", fills_the_disk_at_step_3)
+        dcgan = main.build_model(run.config)
+        manager = main.checkpoint_manager(dcgan, run)
+        images, labels = np.zeros((40, 28, 28, 1), np.uint8), np.arange(40) % 10
+        with pytest.raises(DCGANError) as stopped:
+            main.train(dcgan, manager, run, (images, labels), tf.distribute.get_strategy())
+    assert str(stopped.value) == (f"cannot write TensorBoard logs in {run.logs} at step 3 ({run.logs}/events.out."
+                                  f"tfevents.1; No space left on device); saved {run.checkpoints}/ckpt-3")
+    assert main.disk_full(stopped.value)  # so the line goes on to say the disk is full
+    assert int(dcgan.step) == 3 and tf.train.latest_checkpoint(run.checkpoints).endswith("ckpt-3")
 
 
 def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp_path, trained_tiny):

@@ -34,7 +34,10 @@ def test_train_resume_sample_and_export(tmp_path, trained_tiny):
     assert (ckpt / "ckpt-20.index").exists() and not (ckpt / "ckpt-16.index").exists()  # max_to_keep 1
     assert sorted(os.listdir(tmp_path / "samples" / RUN)) == ["losses.png", "real_vs_fake.png", "train_00_0009.png",
                                                              "train_01_0004.png.tmp", "train_01_0009.png"]
-    assert glob.glob(str(tmp_path / "logs" / RUN / "events.out.tfevents.*"))
+    assert "Warning: the TensorBoard logs" not in out  # the resumed run's logs go on from the first run's
+    events = sorted(glob.glob(str(tmp_path / "logs" / RUN / "events.out.tfevents.*")))
+    assert len(events) == 2
+
 
     rc, out = run_main(train_args("data", "--export", "--visualize"), tmp_path)
     assert rc == 0, out
@@ -45,8 +48,12 @@ def test_train_resume_sample_and_export(tmp_path, trained_tiny):
     assert (export / "saved_model.pb").exists()
 
     generate = ["--generate", "--labels=3,1,4", "--n_per_label=2", "--seed=7"]
-    rc, out = run_main(train_args("data", *generate, "--save_individual"), tmp_path)
+    os.remove(events[-1])  # the resumed run's logs lost: the curves end at step 10, and --plot says so
+    rc, out = run_main(train_args("data", *generate, "--save_individual", "--plot"), tmp_path)
     assert rc == 0, out
+    assert f"Warning: the TensorBoard logs in logs/{RUN} end at step 10 and the run at step 20: the rest is " \
+           "missing (removed, or lost), so the loss curves stop there" in out, out
+    assert f"Wrote samples/{RUN}/losses.png, samples/{RUN}/real_vs_fake.png" in out
     grid = tmp_path / "samples" / RUN / "generate_3-1-4_seed7.png"
     assert Image.open(grid).size == (3 * 28, 2 * 28)
     assert sorted(os.listdir(tmp_path / "samples" / RUN / "generate_3-1-4_seed7")) == sorted(
