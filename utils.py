@@ -411,7 +411,7 @@ def held_alone(folder, taken):
     """Holds folder (made if need be) locked for the block, so that two processes never write the same
     run; raises DCGANError(taken) when another one holds it. The lock is the kernel's on the folder
     itself (no lock file to go stale): it dies with its process, kill -9 included. Where there is no
-    flock (Windows), the block runs unlocked."""
+    flock (Windows, file systems without locks), the block runs unlocked."""
     try:
         import fcntl
     except ImportError:
@@ -425,6 +425,8 @@ def held_alone(folder, taken):
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise DCGANError(taken) from None
+        except OSError:  # a file system without locks (some network ones): unlocked rather than not at all
+            pass
         yield
     finally:
         os.close(fd)
