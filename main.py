@@ -236,6 +236,20 @@ def labels_asked(class_names):
     return labels
 
 
+@flags.multi_flags_validator(["from_savedmodel", "generate", "demo", "train"],
+                             message="--from_savedmodel draws from an export instead of the checkpoints: it goes with "
+                                     "--generate or --demo, and not with --train")
+def _from_savedmodel(f):
+    return not f["from_savedmodel"] or ((f["generate"] or f["demo"]) and not f["train"])
+
+
+@flags.multi_flags_validator(["eval_savedmodel", "eval", "train"],
+                             message="--eval_savedmodel scores an export instead of the checkpoints: it goes with "
+                                     "--eval, and not with --train")
+def _eval_savedmodel(f):
+    return not f["eval_savedmodel"] or (f["eval"] and not f["train"])
+
+
 @flags.multi_flags_validator(["train_size", "batch_size"], message="--train_size must be at least --batch_size")
 def _enough_images(f):
     return f["train_size"] is None or f["train_size"] >= f["batch_size"]
@@ -616,7 +630,8 @@ def train(dcgan, manager, run, data, strategy):
     if chief:
         run.save_config()
     if start >= total:
-        print(f"Run '{run.name}' already trained {start} steps ({FLAGS.epoch} epochs); raise --epoch to go on.")
+        print(f"Run '{run.name}' already trained {start} steps ({FLAGS.epoch} epoch{'s' * (FLAGS.epoch > 1)}); "
+              "raise --epoch to go on.")
         return
     replicas = strategy.num_replicas_in_sync
     if FLAGS.batch_size % replicas:

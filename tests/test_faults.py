@@ -154,6 +154,11 @@ CATALOGUE = [
     ("labels outside 0..9", nothing, ["--generate", "--labels=12"],
      "--labels must be 'all' or comma-separated integers in 0..9"),
     ("labels that are not numbers", nothing, ["--generate", "--labels=3,x"], "--labels must be 'all'"),
+    ("an export to draw from, but nothing to draw", nothing, ["--train", "--from_savedmodel=export/x/1"],
+     "--from_savedmodel draws from an export instead of the checkpoints: it goes with --generate or --demo, and not "
+     "with --train"),
+    ("an export to score, but no --eval", nothing, ["--eval_savedmodel=export/x/1"],
+     "--eval_savedmodel scores an export instead of the checkpoints: it goes with --eval, and not with --train"),
     ("SavedModel folder that is not an export", nothing, ["--generate", "--from_savedmodel=nowhere"],
      "nowhere is not a SavedModel written by --export"),
     ("stray argument", nothing, ["--train", "stray"], "unexpected arguments: stray"),
