@@ -11,6 +11,7 @@ folders, unconditional on a folder of pictures (celebA, your own).
     python main.py --dataset mnist --eval                 # class accuracy, FID, diversity
     python main.py --dataset mnist --demo                 # web page at http://127.0.0.1:7860
 """
+import contextlib
 import errno
 import glob
 import json
@@ -456,10 +457,8 @@ def repair_checkpoint_list(folder):
     if not prefixes and not os.path.exists(listing):
         return  # a new run (or a mistyped name), answered before TensorFlow loads
     import tensorflow as tf
-    verbosity = logging.get_verbosity()
     # Quiet: TF would log the parse error and "Checkpoint ignored", and that its v1 writer is deprecated.
-    logging.set_verbosity(logging.ERROR)
-    try:
+    with utils.absl_errors_only():
         listed = listed_checkpoint(folder)
         if listed and readable_checkpoint(listed):
             return
@@ -471,8 +470,6 @@ def repair_checkpoint_list(folder):
             raise DCGANError(f"{listing} lists checkpoints, but none there reads (an index missing or damaged): "
                              "restore their files, or train under another --out_name")
         tf.compat.v1.train.update_checkpoint_state(folder, prefixes[-1], list(prefixes))  # it makes them relative
-    finally:
-        logging.set_verbosity(verbosity)
     print(f"Warning: {listing}, the list of the run's checkpoints, was missing, unreadable or named one that does "
           f"not read: rebuilt it from the checkpoints there (the latest is {os.path.basename(prefixes[-1])})",
           file=sys.stderr)
@@ -524,8 +521,7 @@ def save_checkpoint(manager, step):
     try:
         return manager.save(checkpoint_number=step)
     except (OSError, tf.errors.OpError) as e:
-        # What the failed save wrote would hold the space a full disk needs for the next one.
-        shutil.rmtree(os.path.join(manager.directory, f"ckpt-{step}_temp"), ignore_errors=True)
+        clear_unfinished_saves(manager.directory)  # it would hold the space a full disk needs for the next one
         kept = f"the last one written still loads: {manager.latest_checkpoint}" if manager.latest_checkpoint \
             else "none was written before"
         raise DCGANError(f"cannot write a checkpoint in {manager.directory} at step {step} "
@@ -718,10 +714,19 @@ def summary_writer(run, chief):
     import tensorflow as tf
     if not chief:
         return tf.summary.create_noop_writer()
-    try:
+    with tf_writing(f"TensorBoard logs in {run.logs}"):
         return tf.summary.create_file_writer(run.logs)
-    except tf.errors.OpError as e:  # a read-only or full disk, a file where the folder should be
-        raise DCGANError(f"cannot write TensorBoard logs in {run.logs}: {first_line(e)}") from None
+
+
+@contextlib.contextmanager
+def tf_writing(what):
+    """Within the block, TensorFlow's errors writing what (a read-only or full disk, a file where a folder
+    should be) end as one line."""
+    import tensorflow as tf
+    try:
+        yield
+    except tf.errors.OpError as e:
+        raise DCGANError(f"cannot write {what}: {first_line(e)}") from None
 
 
 def scalar_writer():
@@ -822,14 +827,11 @@ def real_batch(dcgan, config):
 
 
 def export(dcgan, run):
-    import tensorflow as tf
     from model import export_savedmodel
     step = trained_steps(dcgan)
     path = os.path.join(run.exports, str(step))
-    try:
+    with tf_writing(f"the export {path}"):
         export_savedmodel(dcgan, path, step, run.config.get("class_names") or ())
-    except tf.errors.OpError as e:  # a read-only or full disk, a file where the folder should be
-        raise DCGANError(f"cannot write the export {path}: {first_line(e)}") from None
     print(f"Exported SavedModel to {path}")
     return path
 

@@ -100,17 +100,24 @@ def can_reach(host, port=443, timeout=3.0):
         return False
 
 
+@contextlib.contextmanager
+def absl_errors_only():
+    """Within the block, absl's log (TensorFlow's and tfds' Python-side notes) shows errors only."""
+    from absl import logging
+    verbosity = logging.get_verbosity()
+    logging.set_verbosity(logging.ERROR)
+    try:
+        yield
+    finally:
+        logging.set_verbosity(verbosity)
+
+
 def load_tfds_splits(name, folder):
     """MNIST-like splits through tensorflow-datasets, failing fast when it would have to download offline."""
     import tensorflow_datasets as tfds
-    from absl import logging
-    verbosity = logging.get_verbosity()
-    logging.set_verbosity(logging.ERROR)  # tfds warns of each folder it looks in for a prepared copy
-    try:
+    with absl_errors_only():  # tfds warns of each folder it looks in for a prepared copy
         builder = tfds.builder(name)
         prepared = builder.is_prepared()
-    finally:
-        logging.set_verbosity(verbosity)
     if not prepared and not can_reach("storage.googleapis.com"):
         raise DataError(f"no {name} files in {folder} and no internet to download them with "
                         f"tensorflow-datasets: put the four IDX files ({MNIST_FILES['train_images']}.gz, ...) "
