@@ -14,8 +14,8 @@ import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
-from ops import (SpectralNorm, batch_norm, concat, conv2d, conv_cond_concat, conv_out_size_same, deconv2d,
-                 deconv_to, dense, dtype_policy, linear, lrelu)
+from ops import (SpectralNorm, batch_norm, concat, conv2d, conv_out_size_same, deconv2d, deconv_to, dense,
+                 dtype_policy, linear, lrelu)
 from utils import check_memory, digit_names, first_line, save_json, to_uint8
 
 # Grappler's remapper fails on the discriminator's lrelu gradient (it logs an error and falls back);
@@ -54,21 +54,21 @@ class ConditionalGenerator(Generator):
 
     size_multiple = 4
 
-    def __init__(self, output_height=28, output_width=28, c_dim=1, gf_dim=64, gfc_dim=1024, **kwargs):
+    def __init__(self, output_height=28, output_width=28, c_dim=1, y_dim=10, gf_dim=64, gfc_dim=1024, **kwargs):
         super().__init__(output_height, output_width, c_dim, **kwargs)
         self.s_h4, self.s_w4 = output_height // 4, output_width // 4
         self.gf_dim = gf_dim
         self.h0, self.bn0 = linear(gfc_dim, "g_h0_lin"), batch_norm("g_bn0")
         self.h1, self.bn1 = linear(gf_dim * 2 * self.s_h4 * self.s_w4, "g_h1_lin"), batch_norm("g_bn1")
-        self.h2, self.bn2 = deconv2d(gf_dim * 2, "g_h2"), batch_norm("g_bn2")
-        self.h3 = deconv2d(c_dim, "g_h3")
+        self.h2, self.bn2 = deconv2d(gf_dim * 2, "g_h2", labels=y_dim), batch_norm("g_bn2")
+        self.h3 = deconv2d(c_dim, "g_h3", labels=y_dim)
 
     def call(self, z, y, training=False):
         h = ops.relu(self.bn0(self.h0(concat(z, y)), training=training))
         h = ops.relu(self.bn1(self.h1(concat(h, y)), training=training))
         h = ops.reshape(h, (-1, self.s_h4, self.s_w4, self.gf_dim * 2))
-        h = ops.relu(self.bn2(self.h2(conv_cond_concat(h, y)), training=training))
-        return ops.sigmoid(self.h3(conv_cond_concat(h, y)))
+        h = ops.relu(self.bn2(self.h2(h, y), training=training))
+        return ops.sigmoid(self.h3(h, y))
 
 
 class ConditionalDiscriminator(keras.layers.Layer):
@@ -77,14 +77,14 @@ class ConditionalDiscriminator(keras.layers.Layer):
     def __init__(self, c_dim=1, y_dim=10, df_dim=64, dfc_dim=1024, spectral_norm=False, **kwargs):
         super().__init__(**kwargs)
         sn, bn = spectral_norm, not spectral_norm
-        self.h0 = conv2d(c_dim + y_dim, "d_h0_conv", sn)
-        self.h1, self.bn1 = conv2d(df_dim + y_dim, "d_h1_conv", sn), batch_norm("d_bn1", bn)
+        self.h0 = conv2d(c_dim + y_dim, "d_h0_conv", sn, labels=y_dim)
+        self.h1, self.bn1 = conv2d(df_dim + y_dim, "d_h1_conv", sn, labels=y_dim), batch_norm("d_bn1", bn)
         self.h2, self.bn2 = linear(dfc_dim, "d_h2_lin", sn), batch_norm("d_bn2", bn)
         self.h3 = linear(1, "d_h3_lin", sn)
 
     def call(self, x, y, training=False):
-        h = lrelu(self.h0(conv_cond_concat(x, y)))
-        h = lrelu(self.bn1(self.h1(conv_cond_concat(h, y)), training=training))
+        h = lrelu(self.h0(x, y))
+        h = lrelu(self.bn1(self.h1(h, y), training=training))
         h = ops.reshape(h, (ops.shape(h)[0], -1))
         h = lrelu(self.bn2(self.h2(concat(h, y)), training=training))
         return self.h3(concat(h, y))
@@ -177,12 +177,12 @@ class CS231NGenerator(Generator):
     signed_output = True
     size_multiple = 4
 
-    def __init__(self, output_height=28, output_width=28, c_dim=1, **kwargs):
+    def __init__(self, output_height=28, output_width=28, c_dim=1, y_dim=0, **kwargs):
         super().__init__(output_height, output_width, c_dim, **kwargs)
         self.s_h4, self.s_w4 = output_height // 4, output_width // 4
         self.h0, self.bn0 = dense(1024, "g_h0_lin"), batch_norm("g_bn0")
         self.h1, self.bn1 = dense(128 * self.s_h4 * self.s_w4, "g_h1_lin"), batch_norm("g_bn1")
-        deconv = dict(kernel_size=4, kernel_initializer="glorot_uniform")
+        deconv = dict(kernel_size=4, kernel_initializer="glorot_uniform", labels=y_dim)
         self.h2, self.bn2 = deconv2d(64, "g_h2", **deconv), batch_norm("g_bn2")
         self.h3 = deconv2d(c_dim, "g_h3", **deconv)
 
@@ -190,25 +190,25 @@ class CS231NGenerator(Generator):
         h = self.bn0(ops.relu(self.h0(concat(z, y))), training=training)
         h = self.bn1(ops.relu(self.h1(concat(h, y))), training=training)
         h = ops.reshape(h, (-1, self.s_h4, self.s_w4, 128))
-        h = self.bn2(ops.relu(self.h2(conv_cond_concat(h, y))), training=training)
-        return ops.tanh(self.h3(conv_cond_concat(h, y)))
+        h = self.bn2(ops.relu(self.h2(h, y)), training=training)
+        return ops.tanh(self.h3(h, y))
 
 
 class CS231NDiscriminator(keras.layers.Layer):
     """CS231N's convolutional D, valid padding (28 -> 24 -> 12 -> 8 -> 4): 5x5 conv 32 -> LeakyReLU(0.01)
     -> max-pool 2 -> 5x5 conv 64 -> LeakyReLU -> max-pool 2 -> FC 4*4*64 -> LeakyReLU -> FC 1."""
 
-    def __init__(self, spectral_norm=False, **kwargs):
+    def __init__(self, spectral_norm=False, y_dim=0, **kwargs):
         super().__init__(**kwargs)
-        conv = dict(kernel_size=5, strides=1, padding="valid", kernel_initializer="glorot_uniform")
+        conv = dict(kernel_size=5, strides=1, padding="valid", kernel_initializer="glorot_uniform", labels=y_dim)
         self.h0 = conv2d(32, "d_h0_conv", spectral_norm, **conv)
         self.h1 = conv2d(64, "d_h1_conv", spectral_norm, **conv)
         self.pool = layers.MaxPooling2D(2)
         self.h2, self.h3 = dense(4 * 4 * 64, "d_h2_lin", spectral_norm), dense(1, "d_h3_lin", spectral_norm)
 
     def call(self, x, y=None, training=False):
-        h = self.pool(lrelu(self.h0(conv_cond_concat(x, y)), 0.01))
-        h = self.pool(lrelu(self.h1(conv_cond_concat(h, y)), 0.01))
+        h = self.pool(lrelu(self.h0(x, y), 0.01))
+        h = self.pool(lrelu(self.h1(h, y), 0.01))
         h = ops.reshape(h, (ops.shape(h)[0], -1))
         h = lrelu(self.h2(concat(h, y)), 0.01)
         return self.h3(concat(h, y))
@@ -227,7 +227,7 @@ CURVES_G, CURVES_D = dict(hidden=(128,), tanh=False), dict(hidden=(128,), leak=0
 def networks(arch, output_height, output_width, c_dim, y_dim, gf_dim, df_dim, gfc_dim, dfc_dim, spectral_norm):
     """(generator, discriminator) of --arch, conditional when y_dim > 0; only dcgan has the width flags."""
     if arch == "dcgan" and y_dim:
-        return (ConditionalGenerator(output_height, output_width, c_dim, gf_dim, gfc_dim, name="generator"),
+        return (ConditionalGenerator(output_height, output_width, c_dim, y_dim, gf_dim, gfc_dim, name="generator"),
                 ConditionalDiscriminator(c_dim, y_dim, df_dim, dfc_dim, spectral_norm, name="discriminator"))
     if arch == "dcgan":
         return (UnconditionalGenerator(output_height, output_width, c_dim, gf_dim, name="generator"),
@@ -235,10 +235,11 @@ def networks(arch, output_height, output_width, c_dim, y_dim, gf_dim, df_dim, gf
     if arch == "curves":
         return (MLPGenerator(output_height, output_width, c_dim, name="generator", **CURVES_G),
                 MLPDiscriminator(spectral_norm, name="discriminator", **CURVES_D))
-    generator, discriminator = {"mlp": (MLPGenerator, MLPDiscriminator),
-                                "cs231n": (CS231NGenerator, CS231NDiscriminator)}[arch]
-    return (generator(output_height, output_width, c_dim, name="generator"),
-            discriminator(spectral_norm, name="discriminator"))
+    if arch == "cs231n":
+        return (CS231NGenerator(output_height, output_width, c_dim, y_dim, name="generator"),
+                CS231NDiscriminator(spectral_norm, y_dim, name="discriminator"))
+    return (MLPGenerator(output_height, output_width, c_dim, name="generator"),
+            MLPDiscriminator(spectral_norm, name="discriminator"))
 
 
 Z_UNIFORM_RANGES = {"uniform_signed": (-1.0, 1.0), "uniform_unsigned": (0.0, 1.0)}

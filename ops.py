@@ -29,19 +29,73 @@ def dtype_policy(name):
         keras.config.set_dtype_policy(previous)
 
 
-def conv2d(filters, name, spectral_norm=False, **options):
+def conv2d(filters, name, spectral_norm=False, labels=0, **options):
     options = {"kernel_size": 5, "strides": 2, "padding": "same", "bias_initializer": "zeros",
                "kernel_initializer": keras.initializers.TruncatedNormal(stddev=STDDEV), **options}
-    return (SpectralNormConv2D if spectral_norm else layers.Conv2D)(filters, name=name, **options)
+    return (SpectralNormConv2D if spectral_norm else Conv2D)(filters, name=name, labels=labels, **options)
 
 
-def deconv2d(filters, name, phases=None, **options):
+def deconv2d(filters, name, phases=None, labels=0, **options):
     options = {"kernel_size": 5, "strides": 2, "padding": "same", "bias_initializer": "zeros",
                "kernel_initializer": keras.initializers.RandomNormal(stddev=STDDEV), **options}
-    return Deconv2D(filters, name=name, phases=phases, **options)
+    return Deconv2D(filters, name=name, phases=phases, labels=labels, **options)
 
 
-class Deconv2D(layers.Conv2DTranspose):
+class LabelChannels:
+    """Mixin for the convolutions of a conditional network. Made with labels=Y, the layer's kernel takes
+    Y input channels more than its input has, and layer(x, y) gives what the original's
+    conv2d(conv_cond_concat(x, y)) gave: the convolution of x with the one-hot label y appended to every
+    pixel — from the same kernel (checkpoints are unchanged), without making those label maps.
+
+    A convolution is linear in its input channels, and a label channel is constant over the image, so
+    the label channels' share of the output is the same for every image of a class: it is computed once
+    per call from a map of ones (the padding at the borders counts as it did) and each image takes its
+    label's. The conditional D's first two convolutions had 10 label channels to 1 and to 11 of the
+    image's; the conditional G's deconvolutions 10 to 128."""
+
+    kernel_input_axis = 2  # [height, width, in, out]
+
+    def __init__(self, filters, labels=0, **kwargs):
+        super().__init__(filters, **kwargs)
+        self.labels = labels
+
+    def build(self, input_shape):
+        super().build((*input_shape[:-1], input_shape[-1] + self.labels))
+        self.input_spec = layers.InputSpec(ndim=len(input_shape), axes={-1: input_shape[-1]})
+
+    def call(self, inputs, labels=None):
+        kernel = self.call_kernel()
+        if self.labels:
+            kernel, label_kernel = ops.split(kernel, [inputs.shape[-1]], axis=self.kernel_input_axis)
+        outputs = self.apply_kernel(inputs, kernel)
+        if self.labels:
+            outputs = outputs + self.label_outputs(inputs, ops.cast(labels, inputs.dtype), label_kernel)
+        outputs = outputs + self.bias if self.use_bias else outputs
+        return outputs if self.activation is None else self.activation(outputs)
+
+    def call_kernel(self):
+        return self.kernel
+
+    def label_outputs(self, inputs, labels, kernel):
+        """[N, H', W', filters]: the label channels' share of the output for each image's label."""
+        ones = ops.ones((1, *inputs.shape[1:3], 1), inputs.dtype)
+        per_label = self.apply_kernel(ones, self.one_input_kernel(kernel))  # [1, H', W', (label, filter)]
+        height, width = per_label.shape[1:3]
+        per_label = ops.reshape(per_label, (height * width, self.labels, self.filters))
+        per_label = ops.reshape(ops.transpose(per_label, (1, 0, 2)), (self.labels, -1))
+        return ops.reshape(ops.matmul(labels, per_label), (-1, height, width, self.filters))
+
+
+class Conv2D(LabelChannels, layers.Conv2D):
+    def apply_kernel(self, inputs, kernel):
+        return self.convolution_op(inputs, kernel)
+
+    def one_input_kernel(self, kernel):
+        """[h, w, labels, filters] -> [h, w, 1, labels * filters]: label c's taps to filter o as output c, o."""
+        return ops.reshape(kernel, (*kernel.shape[:2], 1, -1))
+
+
+class Deconv2D(LabelChannels, layers.Conv2DTranspose):
     """Keras' Conv2DTranspose (the same kernel, so checkpoints are interchangeable) that can compute a
     stride-2 'same' deconvolution as one ordinary stride-1 convolution with four times the output
     channels, one group per output phase (even or odd row, even or odd column), interleaved by
@@ -53,19 +107,25 @@ class Deconv2D(layers.Conv2DTranspose):
     it is slower (AVX2: 105 against 70 ms forward and backward for the MNIST generator's first
     deconvolution). So phases=None uses it when the layer computes in a dtype of PHASE_DTYPES."""
 
+    kernel_input_axis = 3  # [height, width, out, in]
+
     def __init__(self, filters, phases=None, **kwargs):
         super().__init__(filters, **kwargs)
         self.phases = phases
 
-    def call(self, inputs):
+    def apply_kernel(self, inputs, kernel):
         layout = self.phase_layout(inputs.shape)
         if layout is None:
-            return super().call(inputs)
+            return ops.conv_transpose(inputs, kernel, strides=list(self.strides), padding=self.padding,
+                                      output_padding=self.output_padding, data_format=self.data_format,
+                                      dilation_rate=self.dilation_rate)
         taps, pads, out_size = layout
-        outputs = tf.nn.conv2d(inputs, phase_kernel(self.kernel, taps), 1, [[0, 0], *pads, [0, 0]])
-        outputs = tf.nn.depth_to_space(outputs, 2)[:, :out_size[0], :out_size[1]]
-        outputs = outputs + self.bias if self.use_bias else outputs
-        return outputs if self.activation is None else self.activation(outputs)
+        outputs = tf.nn.conv2d(inputs, phase_kernel(kernel, taps), 1, [[0, 0], *pads, [0, 0]])
+        return tf.nn.depth_to_space(outputs, 2)[:, :out_size[0], :out_size[1]]
+
+    def one_input_kernel(self, kernel):
+        """[h, w, filters, labels] -> [h, w, labels * filters, 1]: label c's taps to filter o as output c, o."""
+        return ops.reshape(ops.transpose(kernel, (0, 1, 3, 2)), (*kernel.shape[:2], -1, 1))
 
     def phase_layout(self, input_shape):
         """(kernel tap per convolution tap and phase, per spatial axis; the convolution's padding;
@@ -146,9 +206,9 @@ class SpectralNormDense(SpectralNorm, layers.Dense):
         return ops.matmul(inputs, self.normalized_kernel()) + self.bias
 
 
-class SpectralNormConv2D(SpectralNorm, layers.Conv2D):
-    def call(self, inputs):
-        return self.convolution_op(inputs, self.normalized_kernel()) + self.bias
+class SpectralNormConv2D(SpectralNorm, Conv2D):
+    def call_kernel(self):
+        return self.normalized_kernel()
 
 
 def l2_normalize(x):
@@ -170,15 +230,6 @@ def lrelu(x, leak=0.2):
 def concat(*tensors):
     """Joins along the last axis, leaving out None (the label of an unconditional model)."""
     return ops.concatenate([t for t in tensors if t is not None], axis=-1)
-
-
-def conv_cond_concat(x, y):
-    """Appends the one-hot label y [N, Y] to every pixel of the feature map x [N, H, W, C] (x as it
-    is when y is None)."""
-    if y is None:
-        return x
-    y_map = ops.cast(y, x.dtype)[:, None, None, :] * ops.ones_like(x[..., :1])  # real images stay float32
-    return concat(x, y_map)
 
 
 def conv_out_size_same(size, stride=2):

@@ -41,16 +41,6 @@ def test_lrelu_leaks_negative_values():
     np.testing.assert_allclose(np.asarray(ops.lrelu(np.array([-1.0, 0.0, 2.0]))), [-0.2, 0.0, 2.0])
 
 
-def test_conv_cond_concat_tiles_label_over_every_pixel():
-    x = np.random.rand(2, 3, 4, 5).astype(np.float32)
-    y = np.eye(10, dtype=np.float32)[[3, 7]]
-    out = np.asarray(ops.conv_cond_concat(x, y))
-    assert out.shape == (2, 3, 4, 15)
-    np.testing.assert_array_equal(out[..., :5], x)
-    for i in range(2):
-        np.testing.assert_array_equal(out[i, :, :, 5:], np.broadcast_to(y[i], (3, 4, 10)))
-
-
 def paired_deconvs(kernel_size, output_padding, input_shape, seed=0):
     """The same deconvolution with and without phases, on the same random kernel and bias."""
     rng = np.random.default_rng(seed)
@@ -72,19 +62,55 @@ def paired_deconvs(kernel_size, output_padding, input_shape, seed=0):
 def test_deconv2d_in_phases_equals_the_transposed_convolution_forward_and_backward(kernel_size, input_size,
                                                                                     output_padding):
     shape = (3, input_size, input_size + 1, 6)
-    x = tf.constant(np.random.default_rng(1).normal(size=shape).astype(np.float32))
+    x = np.random.default_rng(1).normal(size=shape).astype(np.float32)
     plain, phased = paired_deconvs(kernel_size, output_padding, shape)
     assert plain.phase_layout(shape) is None and phased.phase_layout(shape) is not None
-    with tf.GradientTape(persistent=True) as tape:
+    expected, got = output_and_gradients(plain, x), output_and_gradients(phased, x)
+    assert got[0].shape == expected[0].shape
+    for a, b in zip(got, expected):
+        np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def output_and_gradients(layer, x, *labels):
+    """layer(x, *labels), and the gradients of a fixed random weighting of it to x, the kernel and the bias."""
+    x = tf.constant(x)
+    with tf.GradientTape() as tape:
         tape.watch(x)
-        outputs = [plain(x), phased(x)]
-        weights = tf.constant(np.random.default_rng(2).normal(size=outputs[0].shape).astype(np.float32))
-        losses = [tf.reduce_sum(y * weights) for y in outputs]
-    assert outputs[0].shape == outputs[1].shape
-    np.testing.assert_allclose(outputs[1], outputs[0], atol=1e-4)
-    for grad_plain, grad_phased in zip(*(tape.gradient(loss, [x, layer.kernel, layer.bias])
-                                           for loss, layer in zip(losses, (plain, phased)))):
-        np.testing.assert_allclose(grad_phased, grad_plain, atol=1e-4)
+        outputs = layer(x, *labels)
+        loss = tf.reduce_sum(outputs * np.random.default_rng(2).normal(size=outputs.shape).astype(np.float32))
+    return [outputs, *tape.gradient(loss, [x, layer.kernel, layer.bias])]
+
+
+def with_label_maps(x, y):
+    """What the original's conv_cond_concat gave a convolution: the one-hot label after every pixel's channels."""
+    return np.concatenate([x, np.broadcast_to(y[:, None, None, :], (*x.shape[:3], y.shape[1]))], axis=-1)
+
+
+# The conditional networks' layers: D's 5x5 stride-2 convolutions (with spectral norm too; a non-square
+# input checks the axes), G's deconvolutions (in phases too, to an even size), CS231N's valid stride-1
+# convolution and 4x4 deconvolution.
+@pytest.mark.parametrize("make, shape", [
+    (lambda labels: ops.conv2d(11, "c", labels=labels), (3, 28, 28, 1)),
+    (lambda labels: ops.conv2d(74, "c", spectral_norm=True, labels=labels), (3, 14, 15, 11)),
+    (lambda labels: ops.deconv2d(8, "d", labels=labels), (3, 7, 8, 16)),
+    (lambda labels: ops.deconv2d(8, "d", phases=True, labels=labels, output_padding=1), (3, 7, 7, 16)),
+    (lambda labels: ops.conv2d(6, "c", labels=labels, strides=1, padding="valid"), (3, 12, 12, 4)),
+    (lambda labels: ops.deconv2d(6, "d", labels=labels, kernel_size=4), (3, 7, 7, 5))],
+    ids=["conv", "spectral-norm-conv", "deconv", "deconv-in-phases", "valid-conv", "4x4-deconv"])
+def test_a_layer_given_the_labels_equals_it_on_the_label_maps_forward_and_backward(make, shape):
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=shape).astype(np.float32)
+    y = np.eye(10, dtype=np.float32)[[3, 0, 9]]
+    labelled, on_maps = make(10), make(0)
+    labelled.build(shape)
+    on_maps.build((*shape[:3], shape[3] + 10))
+    assert labelled.kernel.shape == on_maps.kernel.shape  # the same checkpoints
+    on_maps.set_weights([rng.normal(scale=0.1, size=w.shape).astype(np.float32) for w in on_maps.get_weights()])
+    labelled.set_weights(on_maps.get_weights())
+    got, expected = output_and_gradients(labelled, x, y), output_and_gradients(on_maps, with_label_maps(x, y))
+    expected[1] = expected[1][..., :shape[3]]  # the image's channels: the labels' have no gradient to take
+    for a, b in zip(got, expected):
+        np.testing.assert_allclose(a, b, atol=1e-5 * np.abs(b).max())
 
 
 def test_deconv2d_computes_in_phases_only_in_bfloat16_and_gives_the_float32_result_to_bfloat16_rounding():
