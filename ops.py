@@ -66,10 +66,10 @@ class LabelChannels:
     def call(self, inputs, labels=None):
         kernel = self.call_kernel()
         if self.labels:
-            kernel, label_kernel = ops.split(kernel, [inputs.shape[-1]], axis=self.kernel_input_axis)
-        outputs = self.apply_kernel(inputs, kernel)
-        if self.labels:
-            outputs = outputs + self.label_outputs(inputs, ops.cast(labels, inputs.dtype), label_kernel)
+            own, per_label = ops.split(kernel, [inputs.shape[-1]], axis=self.kernel_input_axis)
+            outputs = self.apply_kernel(inputs, own) + self.label_outputs(inputs, labels, per_label)
+        else:
+            outputs = self.apply_kernel(inputs, kernel)
         outputs = outputs + self.bias if self.use_bias else outputs
         return outputs if self.activation is None else self.activation(outputs)
 
@@ -83,7 +83,7 @@ class LabelChannels:
         height, width = per_label.shape[1:3]
         per_label = ops.reshape(per_label, (height * width, self.labels, self.filters))
         per_label = ops.reshape(ops.transpose(per_label, (1, 0, 2)), (self.labels, -1))
-        return ops.reshape(ops.matmul(labels, per_label), (-1, height, width, self.filters))
+        return ops.reshape(ops.matmul(ops.cast(labels, inputs.dtype), per_label), (-1, height, width, self.filters))
 
 
 class Conv2D(LabelChannels, layers.Conv2D):
