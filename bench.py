@@ -9,7 +9,7 @@ Prints a table, then one JSON line, all measured in this process after warm-up:
     inputs, run as main.py runs it (tf.distribute, tf.data, a host read of the loss per step): the
     reference's model and schedule (one D and two G updates per step): steps/s, samples/s, GFLOP/s
     and their share of the ceiling; in bfloat16 also without the deconvolutions in phases (ops.Deconv2D);
-  - the training loop: main.py's own loop on real MNIST for --loop_steps steps, with its summaries,
+  - the training loop: train.py's loop on real MNIST for --loop_steps steps, with its summaries,
     progress line, samples and checkpoints at their default frequencies: steps/s after its first
     step, as a share of the bare step's, and the share of the loop's own time spent in the step (the
     rest is input, logging, samples and checkpoints; measured in the same run, so immune to the
@@ -37,13 +37,15 @@ from absl import app, flags, logging
 import distribute
 import ops
 import utils
-from model import export_savedmodel
+import train
+from run import checkpoint_manager
+from serving import export_savedmodel
 
 flags.DEFINE_integer("steps", 60, "Timed training steps.", lower_bound=1)
 flags.DEFINE_integer("warmup", 10, "Untimed steps first (tracing, allocator warm-up).", lower_bound=1)
 flags.DEFINE_boolean("profile", False, "Also profile 20 float32 training steps with tf.profiler, one op at a time "
                      "(one inter-op thread), and print where the time goes by op type.")
-flags.DEFINE_integer("loop_steps", 400, "Steps of main.py's training loop to time on real data (0: leave the loop "
+flags.DEFINE_integer("loop_steps", 400, "Steps of the training loop to time on real data (0: leave the loop "
                      "out). The default spans two rounds of samples and checkpoints at their default frequency.",
                      lower_bound=0)
 FLAGS = flags.FLAGS
@@ -92,7 +94,7 @@ def fresh_run(precision, folder):
     FLAGS.precision = precision
     FLAGS.checkpoint_dir, FLAGS.sample_dir, FLAGS.tensorboard_dir = (os.path.join(folder, name) for name in
                                                                       ("checkpoints", "samples", "logs"))
-    return main.Run(main.run_config())
+    return main.open_run(main.run_config())
 
 
 def fresh_model(precision, folder):
@@ -152,11 +154,12 @@ def profile_rows(seconds, step_flops, ceiling):
 
 
 def loop_speed(precision, data, folder):
-    """main.py's training loop on data for --loop_steps steps of a new run: its steps/s after the first,
+    """The training loop on data for --loop_steps steps of a new run: its steps/s after the first,
     and the share of that time it spent in the training step."""
     run = fresh_run(precision, folder)
     dcgan = main.build_model(run.config)
-    return main.train(dcgan, main.checkpoint_manager(dcgan, run), run, data, tf.distribute.get_strategy())
+    return train.train(dcgan, checkpoint_manager(dcgan, run.checkpoints), run, data, tf.distribute.get_strategy(),
+                       FLAGS.epoch, FLAGS.sample_freq, FLAGS.ckpt_freq)
 
 
 def generation_seconds(dcgan):
@@ -178,7 +181,7 @@ def loop_data():
     FLAGS.epoch, FLAGS.train_size = 1, FLAGS.batch_size * FLAGS.loop_steps
     try:
         return main.load_training_data(main.run_config()), None
-    except (main.DCGANError, OSError) as e:
+    except (utils.DCGANError, OSError) as e:
         return None, str(e)
 
 
@@ -251,7 +254,7 @@ def bench(_):
         FLAGS.seed = 0
     if FLAGS.profile:  # ops one at a time, so that their durations add up to the step's
         tf.config.threading.set_inter_op_parallelism_threads(1)
-    missing = {p: main.missing_hardware(p) for p in main.PRECISIONS if p != "float32"}
+    missing = {p: distribute.missing_hardware(p) for p in distribute.PRECISIONS if p != "float32"}
     precisions = ["float32"] + [p for p, lacks in missing.items() if not lacks]
     not_measured = {p: f"needs {lacks}" for p, lacks in missing.items() if lacks}
     data, data_note = loop_data()

@@ -2,7 +2,7 @@
 
 Two tabs: a grid of the chosen digits (a column per digit, a row per seed, as `--generate` draws it)
 and a walk between two seeds for one digit. Every image comes from an exported SavedModel through
-model.generate, so a seed gives the same image here, on the command line and in TF Serving.
+serving.generate, so a seed gives the same image here, on the command line and in TF Serving.
 """
 import json
 import os
@@ -15,7 +15,8 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import numpy as np
 
 import utils
-from model import generate, z_from_seeds
+from model import z_from_seeds
+from serving import generate
 
 MAX_SEED = 2 ** 31 - 1
 # Pixel art, not photographs: scaled up without blurring.

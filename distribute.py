@@ -1,18 +1,48 @@
-"""tf.distribute for training: which strategy, which worker writes, and the step every replica runs.
+"""Devices and tf.distribute: which number format the hardware here makes worth it, which strategy,
+which worker writes, and the step every replica runs.
 
 --strategy auto uses the default device, or MirroredStrategy when several GPUs are visible; mirrored
 splits each global batch over this machine's GPUs (or --logical_cpus CPU devices); multi_worker over
 the machines TF_CONFIG lists (MultiWorkerMirroredStrategy). Every path runs the one DCGAN.train_step
-through strategy.run in the loop of main.py (model.fit fails under MultiWorkerMirroredStrategy).
+through strategy.run in the loop of train.py (model.fit fails under MultiWorkerMirroredStrategy).
 """
 import json
 import os
 import subprocess
 import sys
 
-from utils import DCGANError
+from utils import DCGANError, cpu_model, has_bfloat16_cpu
 
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+
+
+def missing_hardware(precision):
+    """What precision lacks here to be faster than float32 (None when nothing)."""
+    import tensorflow as tf
+    gpus = tf.config.list_physical_devices("GPU")
+    if precision == "mixed_bfloat16":
+        ampere = [gpu for gpu in gpus
+                  if tf.config.experimental.get_device_details(gpu).get("compute_capability", (0, 0)) >= (8, 0)]
+        if not (ampere if gpus else has_bfloat16_cpu()):
+            return "a GPU from Ampere on" if gpus else f"a CPU with AVX-512 BF16 or AMX, which {cpu_model()} lacks"
+    if precision == "mixed_float16" and not gpus:
+        return "a GPU"
+    return None
+
+
+def usable_precision(precision):
+    """precision, or float32 with a warning for mixed_bfloat16 where no device here has bfloat16
+    arithmetic; mixed_float16 runs anywhere (on a CPU, slowly, with a warning: to check a GPU setting)."""
+    missing = missing_hardware(precision)
+    if missing and precision == "mixed_bfloat16":
+        print(f"Warning: --precision mixed_bfloat16 needs {missing}; emulated it would be many times slower, "
+              "so this runs in float32", file=sys.stderr)
+        return "float32"
+    if missing:
+        print(f"Warning: --precision {precision} is meant for {missing}: here it runs, but slower than float32",
+              file=sys.stderr)
+    return precision
 
 
 def cluster_from_tf_config():
@@ -106,3 +136,9 @@ def distributed_step(strategy, train_step, dataset):
         stop = strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(tf.identity, args=(stop,)), axis=None)
         return logs, stop
     return batches, step
+
+
+def local_batch(strategy, batch):
+    """The first replica's part of a distributed batch (the whole batch on one device)."""
+    import tensorflow as tf
+    return tf.nest.map_structure(lambda part: strategy.experimental_local_results(part)[0], batch)

@@ -18,6 +18,7 @@ import tensorflow as tf
 from keras import layers
 
 import utils
+from data import curve_x, load_splits
 
 CLASSIFIER_VERSION = "cnn-v1"  # part of the cache key: change it when the classifier changes
 # Trained once and shipped, so that every machine scores with the same weights: a classifier trained
@@ -102,7 +103,7 @@ def shipped_classifier(path=SHIPPED):
 def ship_classifier(data_dir, path=SHIPPED):
     """Trains the classifier on MNIST's training split and writes it, with its record, where
     shipped_classifier() reads it."""
-    splits = utils.load_splits("mnist", data_dir, download=False)
+    splits = load_splits("mnist", data_dir, download=False)
     (train_x, train_y), (test_x, test_y) = splits["train"], splits["test"]
     model = train_classifier(train_x, train_y, verbose=2)
     accuracy = float(np.mean(classify(model, test_x)[0] == test_y))
@@ -202,7 +203,7 @@ class Reference:
 def load_reference(data_dir, dataset, cache_dir, download=True, retrain=False):
     """Reference built from the dataset's own train and test splits, scored by the shipped MNIST
     classifier, or for other datasets or with retrain by one trained on this data (and cached)."""
-    splits = utils.load_splits(dataset, data_dir, download)
+    splits = load_splits(dataset, data_dir, download)
     (train_x, train_y), (test_x, test_y) = splits["train"], splits["test"]
     if dataset == "mnist" and not retrain:
         classifier, _ = shipped_classifier()
@@ -215,7 +216,7 @@ def curve_fit(curves):
     """(a, rms residual) per curve [N, ..., 15] of the least-squares fit y = a*x^2 + (a - 1), which is
     linear in a: y + 1 = a*(x^2 + 1)."""
     y = np.asarray(curves, np.float64).reshape(len(curves), -1)
-    basis = utils.curve_x().astype(np.float64) ** 2 + 1.0
+    basis = curve_x().astype(np.float64) ** 2 + 1.0
     a = (y + 1.0) @ basis / (basis @ basis)
     return a, np.sqrt(np.mean((a[:, None] * basis - 1.0 - y) ** 2, axis=1))
 
@@ -229,6 +230,38 @@ def curve_quality(curves):
     return {"n": len(a), "a_in_range": float(np.mean((a >= 1) & (a <= 2))), "a_mean": float(a.mean()),
             "a_std": float(a.std()), "ks": float(np.max(np.abs(cdf - np.clip(np.sort(a) - 1.0, 0.0, 1.0)))),
             "median_residual": float(np.median(residual))}
+
+
+# ---------------------------------------------------------------- a generator's figures
+
+EVAL_SEED = 12345  # evaluation noise: fixed, so that figures of two checkpoints compare
+
+
+def generated_quality(model, reference, n):
+    """The figures of n images per class drawn by model (a DCGAN or an export), scored against reference."""
+    from serving import generate
+    images = generate(model, list(range(reference.num_classes)), n=n, seed=EVAL_SEED)
+    labels = np.repeat(np.arange(reference.num_classes), n)
+    return reference.evaluate(images.reshape(-1, *images.shape[2:]), labels)
+
+
+def write_eval(model, folder, step, n, reference=None):
+    """--eval: the figures of model at step printed and written to folder/eval.json; against reference
+    (n images per class), or for the curves (reference None) how well n curves fit their family."""
+    if reference is None:  # the curves: the truth is known
+        from model import z_from_seeds
+        z = z_from_seeds(EVAL_SEED + np.arange(n, dtype=np.int64), model.z_dim, model.z_dist)
+        result = {"step": step, **curve_quality(np.asarray(model.sample(z, None)))}
+        print(format_curve_summary(result))
+    else:
+        try:
+            result = {"step": step, **generated_quality(model, reference, n)}
+        except ValueError as e:
+            raise utils.DCGANError(f"cannot evaluate: {e}") from None
+        print(format_summary(result))
+    path = os.path.join(folder, "eval.json")
+    utils.save_json(result, path)
+    print(f"Wrote {path}")
 
 
 def format_curve_summary(result):

@@ -10,17 +10,20 @@ Where an unconditional model's grid has a row per random z, a conditional one's 
 (the same z across rows); conditional models also get a sheet with a row per class and z moving from
 one random point to another along the row.
 
-At the end of training, and with --plot, the G and D losses (read back from the run's TensorBoard
+The sample grids of training and of `python main.py` (a row per z, a column per class), and at the
+end of training and with --plot, the G and D losses (read back from the run's TensorBoard
 logs, so that a resumed run's curve is whole) and real against generated images, as in the PyTorch
 DCGAN tutorial.
 """
 import functools
 import glob
 import os
+import sys
 
 import numpy as np
 
 import utils
+from data import CURVES, curve_x
 
 STEPS = 16  # positions along a sweep or an interpolation
 COLUMNS = 8  # random samples per row
@@ -118,7 +121,63 @@ def save_gif(frames, folder, name):
     return path
 
 
+# ---------------------------------------------------------------- a run's sample grids
+
+def fixed_samples(config, z_dim, rows=10):
+    """Sample inputs for a run's grids: one z per row and one class per column (labels as integers), or
+    for an unconditional run a z per image (labels None), the same for every grid of the run."""
+    rng = np.random.default_rng(config["seed"])
+    y_dim = config["y_dim"]
+    if not y_dim:
+        return rng.uniform(-1, 1, (rows * COLUMNS, z_dim)).astype(np.float32), None
+    z = rng.uniform(-1, 1, (rows, z_dim)).astype(np.float32)
+    return np.repeat(z, y_dim, axis=0), np.tile(np.arange(y_dim), rows)
+
+
+def save_samples(dcgan, config, z, labels, real, path):
+    """Writes the samples for z (and labels) to path as a grid, or for the curves as a plot beside real
+    curves; returns the grid (None for the curves)."""
+    images = dcgan.sample(z, labels).numpy()
+    if config["dataset"] == CURVES:
+        plot_curves(np.asarray(real), images, path)
+        return None
+    columns = dcgan.y_dim or COLUMNS
+    grid = utils.make_grid(images, len(images) // columns, columns)
+    utils.save_image(grid, path)
+    return grid
+
+
 # ---------------------------------------------------------------- training plots
+
+def write_plots(dcgan, run, batch):
+    """A run's loss curves from its TensorBoard logs (so a resumed run's are whole) and real vs fake,
+    in its samples folder. batch: real training data, as the stream gives it."""
+    real = batch[0] if dcgan.y_dim else batch
+    real_labels = np.argmax(batch[1], -1) if dcgan.y_dim else None
+    z = dcgan.sample_z(len(real))
+    os.makedirs(run.samples, exist_ok=True)
+    losses = read_scalars(run.logs)
+    gap = logs_gap(losses, run.logs, dcgan.trained_steps())
+    if gap:
+        print(f"Warning: {gap}", file=sys.stderr)
+    paths = [plot_losses(losses, os.path.join(run.samples, "losses.png"), run.name),
+             os.path.join(run.samples, "real_vs_fake.png")]
+    if run.config["dataset"] == CURVES:
+        save_samples(dcgan, run.config, z, None, real, paths[1])
+    else:
+        plot_real_vs_fake(np.asarray(real), dcgan.sample(z, real_labels).numpy(), paths[1])
+    print(f"Wrote {', '.join(p for p in paths if p)}")
+
+
+def logs_gap(losses, folder, step):
+    """What is missing when the logged losses end before the run's step (logs deleted or lost), else None."""
+    steps = losses["g_loss"][0]
+    last = int(steps[-1]) if len(steps) else 0
+    if last >= step:
+        return None
+    return (f"the TensorBoard logs in {folder} end at step {last} and the run at step {step}: the rest is missing "
+            "(removed, or lost), so the loss curves stop there")
+
 
 def read_scalars(log_dir, tags=("d_loss", "g_loss")):
     """{tag: (steps, values)} from every TensorBoard event file in log_dir. A resumed run rewrites the
@@ -168,7 +227,7 @@ def plot_real_vs_fake(real, fake, path):
 def plot_curves(real, fake, path, shown=24):
     """The 1-D toy: generated curves over real ones ([N, ..., 15] each), between the family's bounds
     a = 1 and a = 2, as a PNG."""
-    x = utils.curve_x()
+    x = curve_x()
     fig, ax = pyplot().subplots(figsize=(8, 5))
     for a, style in ((1.0, ":"), (2.0, ":")):
         ax.plot(x, a * x ** 2 + a - 1, "k" + style, linewidth=1)

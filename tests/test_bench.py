@@ -8,7 +8,7 @@ from absl.testing import flagsaver
 from conftest import TINY
 
 import bench
-import main
+import distribute
 
 
 def run_bench(capsys, **flags):
@@ -22,7 +22,7 @@ def run_bench(capsys, **flags):
 def test_bench_measures_each_format_the_hardware_has_and_reports_one_that_fails(monkeypatch, capsys):
     # As on a machine with bfloat16 arithmetic and a GPU. This CPU need not have either: emulated,
     # bfloat16 is slow but runs the same code; float16 fails as a kernel missing on new hardware would.
-    monkeypatch.setattr(main, "missing_hardware", lambda precision: None)
+    monkeypatch.setattr(distribute, "missing_hardware", lambda precision: None)
     measure = bench.measure
 
     def no_float16_kernel(precision, *args):

@@ -15,7 +15,8 @@ from PIL import Image
 import demo
 import utils
 from conftest import ROOT, TINY, TINY_RUN_ARGS
-from model import DCGAN, ExportedGenerator, export_savedmodel, generate
+from model import DCGAN
+from serving import ExportedGenerator, export_savedmodel, generate
 
 # Its module-scoped fixtures are costly: the whole file runs on one xdist worker.
 pytestmark = pytest.mark.xdist_group("demo")

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.xdist_group("distribute")
 MIRRORED_VS_ONE_DEVICE = textwrap.dedent(f"""
     import sys, numpy as np, keras
     sys.path.insert(0, {ROOT!r})
-    import distribute, utils
+    import data, distribute
     from model import DCGAN
     strategies = {{"mirrored": distribute.make_strategy("mirrored", logical_cpus=2),
                    "one": distribute.make_strategy("one_device")}}
@@ -33,7 +33,7 @@ MIRRORED_VS_ONE_DEVICE = textwrap.dedent(f"""
             dcgan = DCGAN(**{TINY!r}, seed=0, ema_decay=0.9, sync_batch_norm=True)
             dcgan.compile(keras.optimizers.Adam(2e-4, 0.5), keras.optimizers.Adam(2e-4, 0.5))
         batches, step = distribute.distributed_step(strategy, dcgan.train_step,
-                                                    utils.shuffled_batches(images, labels, 32, 10, 0))
+                                                    data.shuffled_batches(images, labels, 32, 10, 0))
         losses = [[float(v) for v in step(next(batches), 0)[0].values()] for _ in range(4)]
         print(name, strategy.num_replicas_in_sync, losses, float(np.sum(dcgan.sample(dcgan.sample_z(4), [1, 2, 3, 4]))))
 """)

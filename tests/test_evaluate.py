@@ -98,8 +98,8 @@ def test_shipped_classifier_loads_with_its_record():
 @pytest.mark.skipif(not os.environ.get("DCGAN_TEST_DATA_DIR"), reason="set DCGAN_TEST_DATA_DIR to a folder "
                     "with mnist/ (CI points it at ../shared/data)")
 def test_shipped_classifier_reads_real_test_digits_at_its_recorded_accuracy():
-    import utils
-    splits = utils.load_splits("mnist", os.environ["DCGAN_TEST_DATA_DIR"], download=False)
+    import data
+    splits = data.load_splits("mnist", os.environ["DCGAN_TEST_DATA_DIR"], download=False)
     model, info = evaluate.shipped_classifier()
     test_x, test_y = splits["test"]
     accuracy = np.mean(evaluate.classify(model, test_x)[0] == test_y)

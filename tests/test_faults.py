@@ -185,14 +185,15 @@ def test_bad_input_gets_one_clear_line_and_changes_nothing(tmp_path, case, setup
 
 @pytest.mark.skipif(not os.path.exists("/proc/meminfo"), reason="the memory check reads Linux's /proc/meminfo")
 def test_training_refuses_a_batch_larger_than_memory_before_touching_anything():
-    import main
+    import train
     import utils
     assert utils.check_memory(1, "one byte needs", "") is None
     huge = types.SimpleNamespace(step_bytes_per_image=lambda: 2 ** 50)  # a PiB an image
-    # The check comes first: no run, data, checkpoint manager or strategy is touched.
+    run = types.SimpleNamespace(config={"batch_size": 64})
+    # The check comes first: no data, checkpoint manager or strategy is touched, nor the run's folders.
     with pytest.raises(utils.DCGANError, match=r"^a training step at --batch_size 64 needs about \d+\.\d GiB in "
                                                r"memory and \d+\.\d GiB are available: use a smaller --batch_size$"):
-        main.train(huge, None, None, None, None)
+        train.train(huge, None, run, None, None, epochs=1)
 
 
 OUT_OF_MEMORY = ("): use a smaller --batch_size, --n_per_label or --eval_n, or narrower networks (--z_dim, --gf_dim, "
@@ -234,16 +235,18 @@ def test_logs_or_an_export_that_cannot_be_written_is_one_line(tmp_path):
     """TensorFlow writes these itself and raises its own errors (a read-only disk: PermissionDeniedError);
     here a file stands where their folder should be."""
     import main
+    import serving
+    import train
     from utils import DCGANError
     blocked = tmp_path / "blocked"
     blocked.write_text("")
     with flagsaver.flagsaver(checkpoint_dir=str(tmp_path), tensorboard_dir=str(blocked), export_dir=str(blocked),
                              batch_size=32, **TINY):
-        run = main.Run(main.run_config())
+        run = main.open_run(main.run_config())
         with pytest.raises(DCGANError, match=rf"^cannot write TensorBoard logs in {re.escape(run.logs)}: \S"):
-            main.summary_writer(run, chief=True)
+            train.summary_writer(run, chief=True)
         with pytest.raises(DCGANError, match=rf"^cannot write the export {re.escape(run.exports)}/0: [^{{\[]+$"):
-            main.export(main.build_model(run.config), run)
+            serving.export(main.build_model(run.config), run.exports)
     assert blocked.read_text() == ""
 
 
@@ -335,11 +338,13 @@ def summary_values(log_dir):
 
 def test_logs_that_cannot_be_written_midway_stop_training_with_a_checkpoint_of_that_step(tmp_path, monkeypatch):
     import main
+    import run as runs
+    import train
     from utils import DCGANError
     with flagsaver.flagsaver(checkpoint_dir=str(tmp_path / "checkpoints"), tensorboard_dir=str(tmp_path / "logs"),
                              sample_dir=str(tmp_path / "samples"), batch_size=8, epoch=1, seed=0, **TINY):
-        run = main.Run(main.run_config())
-        write = main.scalar_writer()
+        run = main.open_run(main.run_config())
+        write = train.scalar_writer()
 
         def fills_the_disk_at_step_3():
             def write_scalars(logs, step):
@@ -350,12 +355,12 @@ def test_logs_that_cannot_be_written_midway_stop_training_with_a_checkpoint_of_t
                         f"space left on device\n\tCould not flush events file.\n [Op:__inference_write_1]"))
                 write(logs, step)
             return write_scalars
-        monkeypatch.setattr(main, "scalar_writer", fills_the_disk_at_step_3)
+        monkeypatch.setattr(train, "scalar_writer", fills_the_disk_at_step_3)
         dcgan = main.build_model(run.config)
-        manager = main.checkpoint_manager(dcgan, run)
+        manager = runs.checkpoint_manager(dcgan, run.checkpoints)
         images, labels = np.zeros((40, 28, 28, 1), np.uint8), np.arange(40) % 10
         with pytest.raises(DCGANError) as stopped:
-            main.train(dcgan, manager, run, (images, labels), tf.distribute.get_strategy())
+            train.train(dcgan, manager, run, (images, labels), tf.distribute.get_strategy(), epochs=1)
     assert str(stopped.value) == (f"cannot write TensorBoard logs in {run.logs} at step 3 ({run.logs}/events.out."
                                   f"tfevents.1; No space left on device); saved {run.checkpoints}/ckpt-3")
     assert main.disk_full(stopped.value)  # so the line goes on to say the disk is full
@@ -400,12 +405,12 @@ def test_disk_full_while_saving_keeps_the_previous_checkpoint(tmp_path, trained_
 
 
 def test_a_run_being_trained_refuses_a_second_trainer_and_its_save_in_progress_is_left_alone(tmp_path, trained_tiny):
-    import utils
+    import run
     trained_tiny(tmp_path)
     ckpt = tmp_path / "checkpoints" / RUN
     (ckpt / "ckpt-14_temp").mkdir()  # the running trainer's save in progress
     before = snapshot(ckpt)
-    with utils.held_alone(str(ckpt), "held by the test, as by a training process"):
+    with run.held_alone(str(ckpt), "held by the test, as by a training process"):
         rc, out = run_main(train_args("--train", "--epoch=2"), tmp_path)
         assert rc == 1
         assert error_lines(out)[-1] == (f"Error: another process is training the run in checkpoints/{RUN}: let it "
@@ -418,7 +423,7 @@ def test_a_run_being_trained_refuses_a_second_trainer_and_its_save_in_progress_i
 @pytest.mark.parametrize("damage", ["deleted", "emptied", "truncated", "names no checkpoint",
                                     "names one whose index is cut short"])
 def test_a_damaged_checkpoint_list_is_rebuilt_from_the_checkpoints(tmp_path, trained_tiny, capsys, damage):
-    import main
+    import run as runs
     trained_tiny(tmp_path)
     ckpt = tmp_path / "checkpoints" / RUN
     listed = (ckpt / "checkpoint").read_text()
@@ -430,7 +435,7 @@ def test_a_damaged_checkpoint_list_is_rebuilt_from_the_checkpoints(tmp_path, tra
     (ckpt / "checkpoint").unlink()
     if damaged is not None:
         (ckpt / "checkpoint").write_text(damaged)
-    main.repair_checkpoint_list(str(ckpt))
+    runs.repair_checkpoint_list(str(ckpt))
     assert capsys.readouterr().err.splitlines() == [
         f"Warning: {ckpt}/checkpoint, the list of the run's checkpoints, was missing, unreadable or named one that "
         "does not read: rebuilt it from the checkpoints there (the latest is ckpt-10)"]
@@ -438,12 +443,12 @@ def test_a_damaged_checkpoint_list_is_rebuilt_from_the_checkpoints(tmp_path, tra
     assert list(state.all_model_checkpoint_paths) == [str(ckpt / "ckpt-7"), str(ckpt / "ckpt-10")]
     assert tf.train.latest_checkpoint(str(ckpt)) == str(ckpt / "ckpt-10")
     rebuilt = (ckpt / "checkpoint").read_text()
-    main.repair_checkpoint_list(str(ckpt))  # a readable list is left as it is
+    runs.repair_checkpoint_list(str(ckpt))  # a readable list is left as it is
     assert (ckpt / "checkpoint").read_text() == rebuilt and not capsys.readouterr().err
 
 
 def test_a_checkpoint_that_does_not_read_and_nothing_to_fall_back_on_is_an_error(tmp_path, trained_tiny):
-    import main
+    import run as runs
     from utils import DCGANError
     trained_tiny(tmp_path)
     ckpt = tmp_path / "checkpoints" / RUN
@@ -451,29 +456,30 @@ def test_a_checkpoint_that_does_not_read_and_nothing_to_fall_back_on_is_an_error
     message = "^" + re.escape(f"{ckpt}/checkpoint lists checkpoints, but none there reads (an index missing or "
                               "damaged): restore their files, or train under another --out_name") + "$"
     with pytest.raises(DCGANError, match=message):
-        main.repair_checkpoint_list(str(ckpt))
+        runs.repair_checkpoint_list(str(ckpt))
     (ckpt / "checkpoint").write_text("garbage")  # and when the list is unreadable too
     with pytest.raises(DCGANError, match=message):
-        main.repair_checkpoint_list(str(ckpt))
+        runs.repair_checkpoint_list(str(ckpt))
     # No list and a half-written index: a first save killed. Training starts again, and saves it again.
     (ckpt / "checkpoint").unlink()
     (ckpt / "ckpt-10.index").write_bytes(b"\x00" * 40)
-    main.repair_checkpoint_list(str(ckpt))
+    runs.repair_checkpoint_list(str(ckpt))
     assert not (ckpt / "checkpoint").exists()
 
 
 def test_a_checkpoint_data_file_cut_short_is_one_line(tmp_path, trained_tiny):
     import main
+    import run as runs
     from utils import DCGANError
     trained_tiny(tmp_path)
     data = tmp_path / "checkpoints" / RUN / "ckpt-10.data-00000-of-00001"
     data.write_bytes(data.read_bytes()[:5000])
     with flagsaver.flagsaver(checkpoint_dir=str(tmp_path / "checkpoints"), batch_size=32):
-        run = main.Run(main.run_config())
-        manager = main.checkpoint_manager(main.build_model(run.config), run)
+        run = main.open_run(main.run_config())
+        manager = runs.checkpoint_manager(main.build_model(run.config), run.checkpoints)
         with pytest.raises(DCGANError, match="^" + re.escape(f"cannot read checkpoint {tmp_path}/checkpoints/{RUN}/"
                                                              "ckpt-10: Read less bytes than requested") + "$"):
-            main.restore(manager, required=True)
+            runs.restore(manager, required=True)
 
 
 def test_resume_past_a_damaged_checkpoint_list_takes_the_learning_rate_given_now(tmp_path, trained_tiny):

@@ -7,10 +7,11 @@ import pytest
 import tensorflow as tf
 from PIL import Image, ImageSequence
 
-import utils
+import data
 import visualize
 from conftest import error_lines, run_main, write_image_folder
-from model import DCGAN, ExportedGenerator, export_savedmodel, generate, z_from_seeds
+from model import DCGAN, z_from_seeds
+from serving import ExportedGenerator, export_savedmodel, generate
 from ops import conv_out_size_same, deconv_to
 
 TINY_FOLDER = ["--z_dim=8", "--gf_dim=4", "--df_dim=4", "--gfc_dim=16", "--dfc_dim=16", "--batch_size=8",
@@ -82,12 +83,12 @@ def test_crop_takes_the_centre_then_resizes(tmp_path):
     image = np.zeros((60, 80, 3), np.uint8)
     image[20:40, 30:50] = 255  # a white 20x20 square in the middle
     Image.fromarray(image).save(tmp_path / "a.png")
-    cropped, _ = utils.read_image(str(tmp_path / "a.png"), (10, 10), crop=(20, 20))
+    cropped, _ = data.read_image(str(tmp_path / "a.png"), (10, 10), crop=(20, 20))
     assert cropped.shape == (10, 10, 3) and cropped.min() == 255  # exactly the square
-    whole, _ = utils.read_image(str(tmp_path / "a.png"), (30, 40))
+    whole, _ = data.read_image(str(tmp_path / "a.png"), (30, 40))
     assert whole.shape == (30, 40, 3) and whole[15, 20].min() == 255 and whole[0, 0].max() == 0
-    with pytest.raises(utils.DataError, match=r"a.png is 80x60 pixels, smaller than the 70x70 crop"):
-        utils.read_image(str(tmp_path / "a.png"), (10, 10), crop=(70, 70))
+    with pytest.raises(data.DataError, match=r"a.png is 80x60 pixels, smaller than the 70x70 crop"):
+        data.read_image(str(tmp_path / "a.png"), (10, 10), crop=(70, 70))
 
 
 def test_grayscale_rgba_and_palette_files_read_alike(tmp_path):
@@ -101,7 +102,7 @@ def test_grayscale_rgba_and_palette_files_read_alike(tmp_path):
     Image.fromarray(rgb[..., 0]).save(tmp_path / "gray.png")
     Image.fromarray(rgb[..., 0].astype(np.uint16) * 257).save(tmp_path / "gray16.png")  # 16 bits, same picture
     names = ("rgb", "palette", "rgba", "gray", "gray16")
-    read = {name: utils.read_image(str(tmp_path / f"{name}.png"), (8, 8)) for name in names}
+    read = {name: data.read_image(str(tmp_path / f"{name}.png"), (8, 8)) for name in names}
     np.testing.assert_array_equal(read["palette"][0], read["rgb"][0])
     np.testing.assert_array_equal(read["rgba"][0][:, :4], read["rgb"][0][:, :4])
     assert read["rgba"][0][:, 4:].min() == 255
@@ -116,32 +117,32 @@ def test_a_photo_is_turned_upright_as_its_exif_orientation_says(tmp_path):
     exif = Image.Exif()
     exif[0x0112] = 6
     Image.fromarray(picture).save(tmp_path / "photo.jpg", exif=exif, quality=95)
-    upright, _ = utils.read_image(str(tmp_path / "photo.jpg"), (40, 20))
+    upright, _ = data.read_image(str(tmp_path / "photo.jpg"), (40, 20))
     assert upright.shape == (40, 20, 3)
     assert upright[:15].mean() > 200 and upright[25:].mean() < 50  # the white half is now on top
 
 
 def test_read_images_skips_broken_files_naming_them_and_decides_the_channels(tmp_path, capsys):
     n = write_image_folder(str(tmp_path), n=12)
-    paths, labels, names = utils.list_image_folder(str(tmp_path), "*")
+    paths, labels, names = data.list_image_folder(str(tmp_path), "*")
     assert len(paths) == n + 2 and labels is None and names is None
-    images, kept = utils.read_images(paths, (16, 16))
+    images, kept = data.read_images(paths, (16, 16))
     assert images.shape == (n, 16, 16, 3) and images.dtype == np.uint8 and len(kept) == n
     warning = capsys.readouterr().err
     assert "skipped 2 unreadable image file(s) of 14" in warning
     assert "notes.png" in warning and "truncated.jpg" in warning
     gray = [p for p in paths if p.endswith(("001.png", "005.png", "009.png"))]  # the grayscale ones
-    assert utils.read_images(gray, (16, 16))[0].shape == (3, 16, 16, 1)
-    assert utils.read_images(gray, (16, 16), channels=3)[0].shape == (3, 16, 16, 3)
+    assert data.read_images(gray, (16, 16))[0].shape == (3, 16, 16, 1)
+    assert data.read_images(gray, (16, 16), channels=3)[0].shape == (3, 16, 16, 3)
 
 
 def test_a_labelled_folder_has_a_class_per_sub_folder(tmp_path):
     write_image_folder(str(tmp_path / "labelled"), n=8, labelled=True, broken=False)
-    paths, labels, names = utils.list_image_folder(str(tmp_path / "labelled"), "*")
+    paths, labels, names = data.list_image_folder(str(tmp_path / "labelled"), "*")
     assert names == ["disc", "square"] and len(paths) == 8
     assert [names[k] for k in labels] == [os.path.basename(os.path.dirname(p)) for p in paths]
     write_image_folder(str(tmp_path / "one" / "img_align_celeba"), n=4, broken=False)
-    paths, labels, names = utils.list_image_folder(str(tmp_path / "one"), "*")
+    paths, labels, names = data.list_image_folder(str(tmp_path / "one"), "*")
     assert len(paths) == 4 and labels is None and names is None  # one sub-folder is not a class
 
 

@@ -10,6 +10,9 @@ from absl.testing import flagsaver
 from PIL import Image
 
 import main
+import data
+import distribute
+import run as runs
 import utils
 from conftest import TINY, TINY_RUN_ARGS, error_lines, run_main
 
@@ -94,7 +97,7 @@ def test_retrain_classifier_scores_with_one_trained_on_the_runs_data_and_cached(
         reference = main.load_eval_reference()
     assert "Training the MNIST classifier for evaluation" in capsys.readouterr().out
     assert glob.glob(str(tmp_path / "classifier" / "mnist_classifier_*.weights.h5"))
-    images, labels = utils.load_labelled_images("mnist", data_dir)
+    images, labels = data.load_labelled_images("mnist", data_dir)
     assert reference.evaluate(images[:100], labels[:100])["accuracy"] > 0.9  # the bars: easy
 
 
@@ -112,10 +115,10 @@ def test_checkpoint_restores_weights_and_optimizer_state(tmp_path, saved_in):
     import tensorflow as tf
     with flagsaver.flagsaver(checkpoint_dir=str(tmp_path), seed=1, **TINY):
         def fresh(precision="float32"):
-            run = main.Run(main.run_config())
+            run = main.open_run(main.run_config())
             with flagsaver.flagsaver(precision=precision):
                 dcgan = main.build_model(run.config)
-            return dcgan, main.checkpoint_manager(dcgan, run)
+            return dcgan, runs.checkpoint_manager(dcgan, run.checkpoints)
 
         dcgan, manager = fresh(saved_in)
         step = tf.function(dcgan.train_step)
@@ -125,7 +128,7 @@ def test_checkpoint_restores_weights_and_optimizer_state(tmp_path, saved_in):
         manager.save(checkpoint_number=int(dcgan.step))
 
         restored, restored_manager = fresh()
-        assert main.restore(restored_manager, required=True)
+        assert runs.restore(restored_manager, required=True)
         assert int(restored.step) == 3 and int(restored.g_optimizer.iterations) == 6
         for a, b in [(dcgan.d_optimizer.variables, restored.d_optimizer.variables),
                      (dcgan.g_optimizer.variables, restored.g_optimizer.variables),
@@ -142,8 +145,8 @@ def test_checkpoint_restores_weights_and_optimizer_state(tmp_path, saved_in):
 
 @pytest.mark.parametrize("hardware", [False, True])
 def test_bfloat16_without_hardware_for_it_falls_back_to_float32_with_one_warning(monkeypatch, capsys, hardware):
-    monkeypatch.setattr(utils, "has_bfloat16_cpu", lambda: hardware)
-    assert main.usable_precision("mixed_bfloat16") == ("mixed_bfloat16" if hardware else "float32")
+    monkeypatch.setattr(distribute, "has_bfloat16_cpu", lambda: hardware)
+    assert distribute.usable_precision("mixed_bfloat16") == ("mixed_bfloat16" if hardware else "float32")
     warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("Warning:")]
     assert warnings == ([] if hardware else [f"Warning: --precision mixed_bfloat16 needs a CPU with AVX-512 BF16 or "
                                              f"AMX, which {utils.cpu_model()} lacks; emulated it would be many times "
@@ -171,7 +174,7 @@ def test_real_mnist_100_steps_draws_the_asked_digits(tmp_path):
     # The digits follow their labels: a nearest-class-mean classifier fit on real MNIST (82% on real
     # test digits) recognises most generated digits as the class asked for.
     import tensorflow as tf
-    images, labels = utils.load_labelled_images("mnist", data_dir)
+    images, labels = data.load_labelled_images("mnist", data_dir)
     images = images.reshape(len(images), -1) / 255.0
     means = np.stack([images[labels == k].mean(0) for k in range(10)])
     asked = np.arange(1000) % 10

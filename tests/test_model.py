@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import model
+import serving
 from conftest import TINY, bar_digits
-from model import DCGAN, ExportedGenerator, FusedAdam, export_savedmodel, generate, z_from_seeds
+from model import DCGAN, FusedAdam, z_from_seeds
+from serving import ExportedGenerator, export_savedmodel, generate
 from utils import DCGANError
 
 # Its module-scoped fixtures are costly: the whole file runs on one xdist worker.
@@ -209,7 +210,7 @@ def test_generate_in_chunks_gives_what_one_call_gives_and_refuses_more_than_memo
     def seeded_and_given_z():
         return generate(dcgan, [3, 1], n=5, seed=2), generate(dcgan, [3, 1], n=5, z=z)
     whole = seeded_and_given_z()
-    monkeypatch.setattr(model, "GENERATE_CHUNK", 4)  # two labels: two seeds a call, the last call one
+    monkeypatch.setattr(serving, "GENERATE_CHUNK", 4)  # two labels: two seeds a call, the last call one
     for one_call, chunked in zip(whole, seeded_and_given_z()):
         np.testing.assert_array_equal(chunked, one_call)
     if os.path.exists("/proc/meminfo"):

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from conftest import TINY
-from model import DCGAN, export_savedmodel
+from model import DCGAN
+from serving import export_savedmodel
 
 # Its module-scoped fixtures are costly: the whole file runs on one xdist worker.
 pytestmark = pytest.mark.xdist_group("serving")

@@ -9,9 +9,10 @@ import pytest
 import tensorflow as tf
 
 import evaluate
-import utils
+import data
 from conftest import TINY, run_main
-from model import DCGAN, ExportedGenerator, adversarial_loss, export_savedmodel
+from model import DCGAN, adversarial_loss
+from serving import ExportedGenerator, export_savedmodel
 from ops import SpectralNormDense
 from test_model import bar_batch, compiled
 
@@ -139,7 +140,7 @@ def test_main_trains_resumes_evaluates_exports_and_generates_a_variant(tmp_path,
 # ------------------------------------------------------------------ the 1-D toy: --dataset curves
 
 def test_the_curve_fit_recovers_a_and_tells_other_shapes_apart():
-    curves = utils.make_curves(500, seed=0)
+    curves = data.make_curves(500, seed=0)
     a, residual = evaluate.curve_fit(curves)
     assert a.min() >= 1 and a.max() <= 2 and residual.max() < 1e-5
     quality = evaluate.curve_quality(curves)
@@ -170,7 +171,7 @@ def test_the_toy_gan_learns_the_curves_distribution():
     dcgan = toy_gan(seed=0)
     quality = lambda: evaluate.curve_quality(dcgan.sample(dcgan.sample_z(2000)).numpy())
     assert not learned(quality())
-    batches = iter(utils.shuffled_batches(utils.make_curves(6400, seed=0), None, 64, 0, seed=0))
+    batches = iter(data.shuffled_batches(data.make_curves(6400, seed=0), None, 64, 0, seed=0))
     step = tf.function(dcgan.train_step)
     for _ in range(2000):
         step(next(batches))

@@ -1,0 +1,240 @@
+"""A run on disk: its folders, its config.json (the settings that must stay fixed across resumes),
+its checkpoints (the manager, the repair of a damaged list, restore and save) and the lock that keeps
+one trainer per run.
+
+    run = Run(config, run_name(config))          # config: main.py's settings, or your own dict
+    manager = checkpoint_manager(dcgan, run.checkpoints)
+    restore(manager, required=True)
+"""
+import contextlib
+import glob
+import json
+import os
+import random
+import re
+import shutil
+import sys
+
+from data import CURVES
+from utils import DCGANError, absl_errors_only, first_line, save_json
+
+# The settings that fix the model, the variables' shapes or the data: a run keeps them in config.json,
+# and is resumed with the same ones.
+SETTINGS = ("dataset", "batch_size", "train_size", "output_height", "output_width", "z_dim", "z_dist", "c_dim",
+            "y_dim", "gf_dim", "df_dim", "gfc_dim", "dfc_dim", "ema_decay", "seed", "arch", "loss", "spectral_norm",
+            "input_fname_pattern", "crop", "input_height", "input_width")
+# What runs saved before these settings existed were trained with.
+DEFAULTS = {"arch": "dcgan", "loss": "gan", "spectral_norm": False, "input_fname_pattern": None, "crop": False,
+            "input_height": None, "input_width": None}
+# Settings a run's config.json may hold as null: all the data, and an MNIST run's image-folder settings.
+UNSET = ("train_size", "input_fname_pattern", "input_height", "input_width")
+
+
+def run_name(config):
+    """<dataset>_<batch>_<height>_<width>, with the arch, loss and spectral norm where they are not the
+    original's (mnist_mlp_lsgan_sn_64_28_28)."""
+    variant = [config["arch"], config["loss"], "sn" if config["spectral_norm"] else ""]
+    variant = [v for v in variant if v not in ("dcgan", "gan", "", CURVES)]
+    return "_".join([config["dataset"], *variant, str(config["batch_size"]),
+                     str(config["output_height"]), str(config["output_width"])])
+
+
+class Run:
+    """A run's folders and its config.json, which pins SETTINGS for later resumes.
+
+    config: the settings asked for now; given: the names of those the user gave explicitly (they must
+    agree with an existing run's); training: whether this command trains (else the seed given only
+    picks the noise of the images asked for); valid(name, value): whether a value read from config.json
+    is one the setting takes (default: any).
+    """
+
+    def __init__(self, config, name, checkpoint_dir="checkpoints", sample_dir="samples", tensorboard_dir="logs",
+                 export_dir="export", given=(), training=False, valid=None):
+        self.name = name
+        self.checkpoints = os.path.join(checkpoint_dir, name)
+        self.samples = os.path.join(sample_dir, name)
+        self.logs = os.path.join(tensorboard_dir, name)
+        self.exports = os.path.join(export_dir, name)
+        self.config_path = os.path.join(self.checkpoints, "config.json")
+        self.valid = valid or (lambda name, value: True)
+        self.config = self.settle_config(dict(config), set(given), training)
+
+    def settle_config(self, config, given, training):
+        """The run's settings: a new run's as asked, an existing run's from its config.json.
+
+        A setting given explicitly that contradicts the run's value is an error; those left out take
+        the run's values, so resuming, sampling or exporting need not repeat them.
+        """
+        saved = self.saved_config()
+        if saved is None:
+            if checkpoint_prefixes(self.checkpoints):
+                print(f"Warning: {self.checkpoints} holds checkpoints but no config.json: the run's settings are "
+                      f"taken from the flags given now{'' if 'seed' in given else ', with a new --seed'}",
+                      file=sys.stderr)
+            if config["seed"] is None:
+                config["seed"] = random.SystemRandom().randrange(2 ** 31)
+            return config
+        for name in SETTINGS:
+            if name == "seed" and not training:
+                continue
+            if name in given and saved.get(name) != config[name]:
+                raise DCGANError(f"run '{self.name}' in {self.checkpoints} was made with --{name}={saved.get(name)}, "
+                                 f"not {config[name]}: use the same value or another --out_name")
+        return saved
+
+    def saved_config(self):
+        if not os.path.exists(self.config_path):
+            return None
+        try:
+            with open(self.config_path) as f:
+                saved = json.load(f)
+        except (OSError, ValueError) as e:
+            raise DCGANError(f"cannot read {self.config_path}: {e}") from None
+        if not isinstance(saved, dict):
+            raise DCGANError(f"cannot read {self.config_path}: it holds a JSON {type(saved).__name__}, not the run's "
+                             "settings")
+        curve_sizes = ("output_height", "output_width") if saved.get("dataset") == CURVES else ()  # 1x15: no flag's
+        for name, value in saved.items():
+            if name in SETTINGS and name not in curve_sizes and not self.valid(name, value):
+                raise DCGANError(f"cannot read {self.config_path}: its {name}, {json.dumps(value)}, is not a value "
+                                 f"--{name} takes")
+        return {**DEFAULTS, **saved}
+
+    def save_config(self):
+        save_json(self.config, self.config_path)
+
+
+# ---------------------------------------------------------------- checkpoints
+
+def checkpoint_manager(dcgan, folder, max_to_keep=1):
+    """The manager of a run's checkpoints in folder: both networks, their optimisers and G's average."""
+    import tensorflow as tf
+    averaged = {"average": dcgan.average} if dcgan.average else {}
+    checkpoint = tf.train.Checkpoint(generator=dcgan.generator, discriminator=dcgan.discriminator,
+                                     g_optimizer=dcgan.g_optimizer, d_optimizer=dcgan.d_optimizer, **averaged)
+    return tf.train.CheckpointManager(checkpoint, folder, max_to_keep=max_to_keep, checkpoint_name="ckpt")
+
+
+def clear_unfinished_saves(folder):
+    """The manager publishes a checkpoint by rewriting the small 'checkpoint' index file atomically
+    after the data is written, so a kill mid-save leaves the previous checkpoint as the latest, and a
+    '<prefix>_temp' folder, cleared here. Only a process that trains the run may: another one's
+    would be a save in progress."""
+    for leftover in glob.glob(os.path.join(glob.escape(folder), "ckpt-*_temp")):
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def checkpoint_prefixes(folder):
+    """The checkpoints folder holds (an index file each), oldest first."""
+    found = [re.fullmatch(r"ckpt-(\d+)\.index", name) for name in os.listdir(folder)] if os.path.isdir(folder) else []
+    return [os.path.join(folder, f"ckpt-{step}") for step in sorted(int(m.group(1)) for m in found if m)]
+
+
+def repair_checkpoint_list(folder):
+    """Rewrites folder's 'checkpoint' file, the list of its checkpoints, from the checkpoints there when
+    it is missing or unreadable (emptied, hand-edited) or its latest checkpoint does not read (an index
+    file deleted): TensorFlow would see no checkpoint at all, and training would silently start over."""
+    prefixes, listing = checkpoint_prefixes(folder), os.path.join(folder, "checkpoint")
+    if not prefixes and not os.path.exists(listing):
+        return  # a new run (or a mistyped name), answered before TensorFlow loads
+    import tensorflow as tf
+    # Quiet: TF would log the parse error and "Checkpoint ignored", and that its v1 writer is deprecated.
+    with absl_errors_only():
+        listed = listed_checkpoint(folder)
+        if listed and readable_checkpoint(listed):
+            return
+        # A kill while a first checkpoint's index is being written can leave it half written.
+        prefixes = [prefix for prefix in prefixes if readable_checkpoint(prefix)]
+        if not prefixes:
+            if not os.path.exists(listing):
+                return  # that first checkpoint is redone
+            raise DCGANError(f"{listing} lists checkpoints, but none there reads (an index missing or damaged): "
+                             "restore their files, or train under another --out_name")
+        tf.compat.v1.train.update_checkpoint_state(folder, prefixes[-1], list(prefixes))  # it makes them relative
+    print(f"Warning: {listing}, the list of the run's checkpoints, was missing, unreadable or named one that does "
+          f"not read: rebuilt it from the checkpoints there (the latest is {os.path.basename(prefixes[-1])})",
+          file=sys.stderr)
+
+
+def listed_checkpoint(folder):
+    """The latest checkpoint folder's list names, or None (no list, or one TF cannot parse)."""
+    import tensorflow as tf
+    try:
+        state = tf.train.get_checkpoint_state(folder)
+    except ValueError:  # it parses but names no checkpoint
+        return None
+    return state and state.model_checkpoint_path
+
+
+def readable_checkpoint(prefix):
+    import tensorflow as tf
+    try:
+        tf.train.load_checkpoint(prefix)  # its index: the table of every tensor
+        return True
+    except (tf.errors.OpError, ValueError):
+        return False
+
+
+def restore(manager, required, folder=None, learning_rate=None):
+    """Loads the latest checkpoint of folder (default: the manager's) into the model; returns whether
+    there was one. Every worker of a multi-worker run restores the chief's. The checkpoint brings the
+    optimisers' learning rate back too: learning_rate, when given, replaces it."""
+    import tensorflow as tf
+    path = tf.train.latest_checkpoint(folder or manager.directory)
+    if path is None:
+        if required:
+            raise DCGANError(f"no checkpoint in {manager.directory}: train first with --train")
+        return False
+    try:
+        manager.checkpoint.restore(path).assert_existing_objects_matched()
+    except (ValueError, AssertionError) as e:
+        raise DCGANError(f"checkpoint {path} does not fit this model: {first_line(e)}") from None
+    except (tf.errors.OpError, IndexError) as e:  # IndexError: a data file cut short
+        raise DCGANError(f"cannot read checkpoint {path}: {first_line(getattr(e, 'message', e))}") from None
+    if learning_rate is not None:
+        for optimizer in (manager.checkpoint.d_optimizer, manager.checkpoint.g_optimizer):
+            optimizer.learning_rate.assign(learning_rate)
+    print(f"Restored {path}")
+    return True
+
+
+def save_checkpoint(manager, step):
+    import tensorflow as tf
+    try:
+        return manager.save(checkpoint_number=step)
+    except (OSError, tf.errors.OpError) as e:
+        clear_unfinished_saves(manager.directory)  # it would hold the space a full disk needs for the next one
+        kept = f"the last one written still loads: {manager.latest_checkpoint}" if manager.latest_checkpoint \
+            else "none was written before"
+        raise DCGANError(f"cannot write a checkpoint in {manager.directory} at step {step} "
+                         f"({first_line(getattr(e, 'message', e))}); {kept}") from None
+
+
+@contextlib.contextmanager
+def held_alone(folder, taken):
+    """Holds folder (made if need be) locked for the block, so that two processes never write the same
+    run; raises DCGANError(taken) when another one holds it. The lock is the kernel's on the folder
+    itself (no lock file to go stale): it dies with its process, kill -9 included. Where there is no
+    flock (Windows, file systems without locks), the block runs unlocked."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    made = not os.path.isdir(folder)
+    os.makedirs(folder, exist_ok=True)
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DCGANError(taken) from None
+        except OSError:  # a file system without locks (some network ones): unlocked rather than not at all
+            pass
+        yield
+    finally:
+        os.close(fd)
+        if made:  # a run that failed before writing anything leaves no empty folder
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)
+
