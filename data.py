@@ -36,6 +36,21 @@ MNIST_SIZE = 28
 class DataError(DCGANError):
     pass
 
+def parse_labels(text, class_names):
+    """Class indices from 'all' or comma-separated class names or indices; None if one is not a class."""
+    if text.strip() == "all":
+        return list(range(len(class_names)))
+    labels = []
+    for part in (p.strip() for p in text.split(",")):
+        if part in class_names:
+            labels.append(class_names.index(part))
+        elif part.isdigit() and int(part) < len(class_names):
+            labels.append(int(part))
+        else:
+            return None
+    return labels
+
+
 # ---------------------------------------------------------------- IDX files (MNIST format)
 
 def read_idx(path):

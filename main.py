@@ -11,10 +11,8 @@ folders, unconditional on a folder of pictures (celebA, your own).
     python main.py --dataset mnist --eval                 # class accuracy, FID, diversity
     python main.py --dataset mnist --demo                 # web page at http://127.0.0.1:7860
 """
-import errno
 import math
 import os
-import re
 import shutil
 import sys
 
@@ -30,10 +28,10 @@ from absl import app, flags, logging
 import data
 import distribute
 import visualize
-from data import CURVE_POINTS, CURVES, MNIST_LIKE, NUM_CLASSES
-from run import (DEFAULTS, SETTINGS, UNSET, Run, checkpoint_manager, clear_unfinished_saves, held_alone,
+from data import CURVE_POINTS, CURVES, MNIST_LIKE, NUM_CLASSES, parse_labels
+from run import (DEFAULTS, SETTINGS, UNSET, Run, checkpoint_manager, class_names, clear_unfinished_saves, held_alone,
                  repair_checkpoint_list, restore, run_name)
-from utils import DCGANError, Stopped, digit_names, first_line
+from utils import DCGANError, Stopped, digit_names, disk_full, first_line, memory_shortage
 
 # An image folder's defaults, the original's: 108x108 crops (celebA's faces) drawn at 64x64.
 FOLDER_CROP, FOLDER_SIZE = 108, 64
@@ -193,21 +191,6 @@ def _valid_labels(f):
     return f["dataset"] not in MNIST_LIKE or parse_labels(f["labels"], digit_names(NUM_CLASSES)) is not None
 
 
-def parse_labels(text, class_names):
-    """Class indices from 'all' or comma-separated class names or indices; None if one is not a class."""
-    if text.strip() == "all":
-        return list(range(len(class_names)))
-    labels = []
-    for part in (p.strip() for p in text.split(",")):
-        if part in class_names:
-            labels.append(class_names.index(part))
-        elif part.isdigit() and int(part) < len(class_names):
-            labels.append(int(part))
-        else:
-            return None
-    return labels
-
-
 def labels_asked(class_names):
     """--labels as class indices for a conditional model; None for an unconditional one."""
     if not class_names:
@@ -261,11 +244,6 @@ def run_config():
                   input_width=FLAGS.input_width or crop_height, c_dim=FLAGS.c_dim and int(FLAGS.c_dim),
                   y_dim=None, class_names=None)
     return config
-
-
-def class_names(config):
-    """The run's class names ([] when unconditional); MNIST runs' are its digits."""
-    return config.get("class_names") or digit_names(config["y_dim"])
 
 
 def is_flag_value(name, value):
@@ -454,23 +432,6 @@ def exit_with_error(message):
     print(f"Error: {message}", file=sys.stderr)
     logging.set_verbosity(logging.ERROR)  # the last line: not followed by TF's notes on unrestored values at exit
     sys.exit(1)
-
-
-def disk_full(error):
-    """Whether error is a write that found the disk full: Python's OSError, or TensorFlow's (which it
-    raises as ResourceExhaustedError, its out-of-memory error, too)."""
-    return (isinstance(error, OSError) and error.errno == errno.ENOSPC) or "No space left on device" in str(error)
-
-
-def memory_shortage(error):
-    """What could not be allocated, when error is TensorFlow's or Python's out-of-memory error; else None."""
-    if isinstance(error, MemoryError):
-        return str(error) or "MemoryError"
-    tf = sys.modules.get("tensorflow")
-    if tf is None or not isinstance(error, tf.errors.ResourceExhaustedError):
-        return None
-    found = re.search(r"OOM when allocating tensor with shape\[[^\]]*\]", str(error))
-    return found.group(0) if found else first_line(error)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import shutil
 import sys
 
 from data import CURVES
-from utils import DCGANError, absl_errors_only, first_line, save_json
+from utils import DCGANError, absl_errors_only, digit_names, first_line, save_json
 
 # The settings that fix the model, the variables' shapes or the data: a run keeps them in config.json,
 # and is resumed with the same ones.
@@ -37,6 +37,11 @@ def run_name(config):
     variant = [v for v in variant if v not in ("dcgan", "gan", "", CURVES)]
     return "_".join([config["dataset"], *variant, str(config["batch_size"]),
                      str(config["output_height"]), str(config["output_width"])])
+
+
+def class_names(config):
+    """The run's class names ([] when unconditional); MNIST runs' are its digits."""
+    return config.get("class_names") or digit_names(config["y_dim"])
 
 
 class Run:

@@ -1,6 +1,7 @@
 """What several modules share: the error a user can fix, image grids and files written whole, the
 progress line, stop signals, the memory check and the CPU's features."""
 import contextlib
+import errno
 import json
 import os
 import platform
@@ -43,6 +44,23 @@ def first_line(error):
         lines = [line for line in lines[1:] if not line.startswith((" ", "\t", "Detected at node"))] or lines
     line = lines[0].strip() if lines else type(error).__name__
     return re.sub(r"^\{\{function_node [^}]*\}\}\s*|\s*\[Op:\w+\]( name:.*)?$", "", line) or line
+
+
+def disk_full(error):
+    """Whether error is a write that found the disk full: Python's OSError, or TensorFlow's (which it
+    raises as ResourceExhaustedError, its out-of-memory error, too)."""
+    return (isinstance(error, OSError) and error.errno == errno.ENOSPC) or "No space left on device" in str(error)
+
+
+def memory_shortage(error):
+    """What could not be allocated, when error is TensorFlow's or Python's out-of-memory error; else None."""
+    if isinstance(error, MemoryError):
+        return str(error) or "MemoryError"
+    tf = sys.modules.get("tensorflow")
+    if tf is None or not isinstance(error, tf.errors.ResourceExhaustedError):
+        return None
+    found = re.search(r"OOM when allocating tensor with shape\[[^\]]*\]", str(error))
+    return found.group(0) if found else first_line(error)
 
 
 def check_memory(needed, what, advice, error=DCGANError):

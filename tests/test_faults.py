@@ -340,6 +340,7 @@ def test_logs_that_cannot_be_written_midway_stop_training_with_a_checkpoint_of_t
     import main
     import run as runs
     import train
+    import utils
     from utils import DCGANError
     with flagsaver.flagsaver(checkpoint_dir=str(tmp_path / "checkpoints"), tensorboard_dir=str(tmp_path / "logs"),
                              sample_dir=str(tmp_path / "samples"), batch_size=8, epoch=1, seed=0, **TINY):
@@ -363,7 +364,7 @@ def test_logs_that_cannot_be_written_midway_stop_training_with_a_checkpoint_of_t
             train.train(dcgan, manager, run, (images, labels), tf.distribute.get_strategy(), epochs=1)
     assert str(stopped.value) == (f"cannot write TensorBoard logs in {run.logs} at step 3 ({run.logs}/events.out."
                                   f"tfevents.1; No space left on device); saved {run.checkpoints}/ckpt-3")
-    assert main.disk_full(stopped.value)  # so the line goes on to say the disk is full
+    assert utils.disk_full(stopped.value)  # so the line goes on to say the disk is full
     assert int(dcgan.step) == 3 and tf.train.latest_checkpoint(run.checkpoints).endswith("ckpt-3")
 
 
