@@ -32,7 +32,7 @@ def free_port():
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    """A tiny export; DCGAN_TEST_DEMO_EXPORT serves a trained one instead (for the README's screenshot)."""
+    """A tiny export; DCGAN_TEST_DEMO_EXPORT serves a trained one instead (for docs/demo.png)."""
     path = os.environ.get("DCGAN_TEST_DEMO_EXPORT")
     if not path:
         keras.utils.set_random_seed(4)

@@ -203,7 +203,7 @@ DISK_FULL = (". The disk is full: free some space, or write elsewhere (--checkpo
 
 
 # A real out-of-memory error (--z_dim 100000000000000: 400 TB) takes TensorFlow's allocator 10 s of
-# retries to give up; a full disk is checked for real by hand (a small tmpfs: README "Resuming and failures").
+# retries to give up; a full disk is checked for real by hand (a small tmpfs: docs/training.md, "Resuming and failures").
 @pytest.mark.parametrize("error, line", [
     (tf.errors.ResourceExhaustedError(None, None, "{{function_node __wrapped__Fill}} OOM when allocating tensor "
                                       "with shape[1,100000000000000] and type float on /job:localhost [Op:Fill]"),
