@@ -132,6 +132,9 @@ flags.DEFINE_enum("precision", "float32", distribute.PRECISIONS, "Number format 
                   "float32, so checkpoints are the same either way. mixed_bfloat16: for CPUs with AVX-512 BF16 or "
                   "AMX and GPUs from Ampere on (elsewhere it would be emulated, many times slower: float32 is used, "
                   "with a warning). mixed_float16: for GPUs, losses scaled dynamically.")
+flags.DEFINE_integer("layers", None, "Image folders without classes: stride-2 layers of the dcgan networks "
+                     "(default: as many as keep the smallest feature map at least 4x4, at most 4: 4 at 64x64, 3 at "
+                     "32x32; the original always has 4).", lower_bound=1, upper_bound=4)
 flags.DEFINE_integer("gf_dim", 64, "Generator filters in the first deconv layer's output.", lower_bound=1)
 flags.DEFINE_integer("df_dim", 64, "Discriminator filters in the second conv layer.", lower_bound=1)
 flags.DEFINE_integer("gfc_dim", 1024, "Generator fully connected units.", lower_bound=1)
@@ -271,8 +274,10 @@ def open_run(config):
 
 
 def build_model(config, strategy=None):
-    """The run's DCGAN as the flags say it trains and samples."""
-    from model import build_dcgan
+    """The run's DCGAN as the flags say it trains and samples; a new image folder run's layers settled."""
+    from model import build_dcgan, unconditional_layers
+    if config["dataset"] not in (*MNIST_LIKE, CURVES) and config["layers"] is None:
+        config["layers"] = unconditional_layers(config["output_height"], config["output_width"])
     return build_dcgan(config, strategy, distribute.usable_precision(FLAGS.precision), FLAGS.learning_rate,
                        FLAGS.beta1, FLAGS.g_steps, FLAGS.sync_batch_norm, FLAGS.raw_weights)
 

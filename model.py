@@ -90,20 +90,22 @@ class UnconditionalGenerator(Generator):
     """z -> image in [-1, 1], the original's y_dim=None branch: linear to (H/16) x (W/16) x gf_dim*8,
     batch norm, ReLU, then 5x5 stride-2 deconvolutions to gf_dim*4, *2, *1 and c_dim channels with
     batch norm and ReLU between, tanh out. Sizes halve rounding up (conv_out_size_same), so any
-    output size works: 28 goes 2 -> 4 -> 7 -> 14 -> 28."""
+    output size works: 28 goes 2 -> 4 -> 7 -> 14 -> 28. With layers=L < 4 the L last deconvolutions
+    only: linear to (H/2^L) x (W/2^L) x gf_dim*2^(L-1) (see unconditional_layers)."""
 
     signed_output = True
 
-    def __init__(self, output_height=64, output_width=64, c_dim=3, gf_dim=64, **kwargs):
+    def __init__(self, output_height=64, output_width=64, c_dim=3, gf_dim=64, layers=4, **kwargs):
         super().__init__(output_height, output_width, c_dim, **kwargs)
         sizes = [(output_height, output_width)]
-        for _ in range(4):
+        for _ in range(layers):
             sizes.append(tuple(conv_out_size_same(s) for s in sizes[-1]))
-        self.start = (*sizes[4], gf_dim * 8)
+        self.start = (*sizes[layers], gf_dim * 2 ** (layers - 1))
         self.h0, self.bn0 = linear(int(np.prod(self.start)), "g_h0_lin"), batch_norm("g_bn0")
-        filters = (gf_dim * 4, gf_dim * 2, gf_dim, c_dim)
-        self.deconvs = [deconv_to(h, w, f, f"g_h{i}") for i, ((h, w), f) in enumerate(zip(sizes[3::-1], filters), 1)]
-        self.bns = [batch_norm(f"g_bn{i}") for i in (1, 2, 3)]
+        filters = [gf_dim * 2 ** k for k in range(layers - 2, -1, -1)] + [c_dim]
+        self.deconvs = [deconv_to(h, w, f, f"g_h{i}")
+                        for i, ((h, w), f) in enumerate(zip(sizes[layers - 1::-1], filters), 1)]
+        self.bns = [batch_norm(f"g_bn{i}") for i in range(1, layers)]
 
     def call(self, z, y=None, training=False):
         h = ops.relu(self.bn0(ops.reshape(self.h0(z), (-1, *self.start)), training=training))
@@ -114,13 +116,14 @@ class UnconditionalGenerator(Generator):
 
 class UnconditionalDiscriminator(keras.layers.Layer):
     """image -> one logit, the original's y_dim=None branch: 5x5 stride-2 convolutions to df_dim, *2, *4
-    and *8 channels, leaky ReLU, batch norm after all but the first, then linear to 1."""
+    and *8 channels (the first `layers` of them), leaky ReLU, batch norm after all but the first, then
+    linear to 1."""
 
-    def __init__(self, df_dim=64, spectral_norm=False, **kwargs):
+    def __init__(self, df_dim=64, spectral_norm=False, layers=4, **kwargs):
         super().__init__(**kwargs)
-        self.convs = [conv2d(df_dim * m, f"d_h{i}_conv", spectral_norm) for i, m in enumerate((1, 2, 4, 8))]
-        self.bns = [batch_norm(f"d_bn{i}", not spectral_norm) for i in (1, 2, 3)]
-        self.h4 = linear(1, "d_h4_lin", spectral_norm)
+        self.convs = [conv2d(df_dim * 2 ** i, f"d_h{i}_conv", spectral_norm) for i in range(layers)]
+        self.bns = [batch_norm(f"d_bn{i}", not spectral_norm) for i in range(1, layers)]
+        self.h4 = linear(1, f"d_h{layers}_lin", spectral_norm)
 
     def call(self, x, y=None, training=False):
         h = lrelu(self.convs[0](x))
@@ -220,14 +223,27 @@ def generator_class(arch, y_dim):
 CURVES_G, CURVES_D = dict(hidden=(128,), tanh=False), dict(hidden=(128,), leak=0.0)
 
 
-def networks(arch, output_height, output_width, c_dim, y_dim, gf_dim, df_dim, gfc_dim, dfc_dim, spectral_norm):
-    """(generator, discriminator) of --arch, conditional when y_dim > 0; only dcgan has the width flags."""
+def unconditional_layers(height, width, smallest=4, most=4):
+    """How many stride-2 layers the unconditional dcgan networks get for this output size: the original
+    always has four, which halve its 64x64 to 4x4; here as many as keep the smallest map at least
+    4x4 (three at 32x32 or 28x28), at most four. Its four at 32x32 leave 2x2 maps, and on a folder
+    of digits every run collapsed to a few shapes, in PyTorch as here; with three, every digit came."""
+    layers, size = 0, min(height, width)
+    while layers < most and conv_out_size_same(size) >= smallest:
+        layers, size = layers + 1, conv_out_size_same(size)
+    return max(layers, 1)
+
+
+def networks(arch, output_height, output_width, c_dim, y_dim, gf_dim, df_dim, gfc_dim, dfc_dim, spectral_norm,
+             layers=4):
+    """(generator, discriminator) of --arch, conditional when y_dim > 0; only dcgan has the width flags,
+    and its unconditional networks the number of stride-2 layers."""
     if arch == "dcgan" and y_dim:
         return (ConditionalGenerator(output_height, output_width, c_dim, y_dim, gf_dim, gfc_dim, name="generator"),
                 ConditionalDiscriminator(c_dim, y_dim, df_dim, dfc_dim, spectral_norm, name="discriminator"))
     if arch == "dcgan":
-        return (UnconditionalGenerator(output_height, output_width, c_dim, gf_dim, name="generator"),
-                UnconditionalDiscriminator(df_dim, spectral_norm, name="discriminator"))
+        return (UnconditionalGenerator(output_height, output_width, c_dim, gf_dim, layers, name="generator"),
+                UnconditionalDiscriminator(df_dim, spectral_norm, layers, name="discriminator"))
     if arch == "curves":
         return (MLPGenerator(output_height, output_width, c_dim, name="generator", **CURVES_G),
                 MLPDiscriminator(spectral_norm, name="discriminator", **CURVES_D))
@@ -348,15 +364,15 @@ class DCGAN(keras.Model):
     def __init__(self, y_dim=10, z_dim=100, output_height=28, output_width=28, c_dim=1, gf_dim=64,
                  df_dim=64, gfc_dim=1024, dfc_dim=1024, z_dist="uniform_signed", g_steps=2, seed=0,
                  ema_decay=0.0, arch="dcgan", loss="gan", spectral_norm=False, sync_batch_norm=False,
-                 precision="float32", **kwargs):
+                 precision="float32", layers=4, **kwargs):
         super().__init__(**kwargs)
         self.y_dim, self.z_dim, self.z_dist, self.g_steps, self.loss = y_dim, z_dim, z_dist, g_steps, loss
         self.seed, self.precision = seed, precision
         with dtype_policy(precision):
             self.generator, self.discriminator = networks(arch, output_height, output_width, c_dim, y_dim, gf_dim,
-                                                          df_dim, gfc_dim, dfc_dim, spectral_norm)
+                                                          df_dim, gfc_dim, dfc_dim, spectral_norm, layers)
         for layer in self._flatten_layers():  # a switch read at call time, the same weights either way
-            if isinstance(layer, layers.BatchNormalization):
+            if isinstance(layer, keras.layers.BatchNormalization):
                 layer.synchronized = sync_batch_norm
         y = self.one_hot(ops.zeros((1,), "int32"))
         self.generator(ops.zeros((1, z_dim)), y)
@@ -498,7 +514,8 @@ def build_dcgan(config, strategy=None, precision="float32", learning_rate=0.0002
                       df_dim=config["df_dim"], gfc_dim=config["gfc_dim"], dfc_dim=config["dfc_dim"],
                       z_dist=config["z_dist"], g_steps=g_steps, seed=config["seed"],
                       ema_decay=config["ema_decay"], arch=config["arch"], loss=config["loss"],
-                      spectral_norm=config["spectral_norm"], sync_batch_norm=sync_batch_norm, precision=precision)
+                      spectral_norm=config["spectral_norm"], sync_batch_norm=sync_batch_norm, precision=precision,
+                      layers=config.get("layers") or 4)
         # epsilon 1e-8 is TF1's AdamOptimizer default, which the original used (Keras' is 1e-7).
         dcgan.compile(d_optimizer=FusedAdam(learning_rate, beta_1=beta1, epsilon=1e-8),
                       g_optimizer=FusedAdam(learning_rate, beta_1=beta1, epsilon=1e-8))

@@ -10,7 +10,7 @@ from PIL import Image, ImageSequence
 import data
 import visualize
 from conftest import error_lines, run_main, write_image_folder
-from model import DCGAN, z_from_seeds
+from model import DCGAN, unconditional_layers, z_from_seeds
 from serving import ExportedGenerator, export_savedmodel, generate
 from ops import conv_out_size_same, deconv_to
 
@@ -47,6 +47,16 @@ def test_any_output_size_halves_rounding_up_as_the_original(height, width):
     assert dcgan.generator.start == (h, w, 16)
     assert dcgan.generator(dcgan.sample_z(2), None).shape == (2, height, width, 1)
     assert dcgan.discriminator(tf.zeros((2, height, width, 1)), None).shape == (2, 1)
+
+
+@pytest.mark.parametrize("size, layers, smallest", [(64, 4, 4), (32, 3, 4), (28, 3, 4), (16, 2, 4), (108, 4, 7)])
+def test_new_unconditional_networks_stop_halving_at_4x4_as_the_original_does_at_64x64(size, layers, smallest):
+    assert unconditional_layers(size, size) == layers
+    dcgan = DCGAN(y_dim=0, z_dim=4, output_height=size, output_width=size, c_dim=1, gf_dim=2, df_dim=2, layers=layers)
+    assert dcgan.generator.start == (smallest, smallest, 2 * 2 ** (layers - 1))
+    assert len(dcgan.generator.deconvs) == len(dcgan.discriminator.convs) == layers
+    assert dcgan.generator(dcgan.sample_z(2), None).shape == (2, size, size, 1)
+    assert dcgan.discriminator(tf.zeros((2, size, size, 1)), None).shape == (2, 1)
 
 
 @pytest.mark.parametrize("size", [7, 8])
