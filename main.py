@@ -291,18 +291,18 @@ def load_training_data(config):
     return data.load_training_data(config, FLAGS.data_dir, download())
 
 
-def load_eval_reference():
+def load_eval_reference(dataset):
     import evaluate
     try:
-        return evaluate.load_reference(FLAGS.data_dir, FLAGS.dataset, os.path.join(FLAGS.checkpoint_dir, "classifier"),
+        return evaluate.load_reference(FLAGS.data_dir, dataset, os.path.join(FLAGS.checkpoint_dir, "classifier"),
                                        download(), FLAGS.retrain_classifier)
     except ValueError as e:
         raise DCGANError(f"cannot evaluate: {e}") from None
 
 
-def write_eval(model, folder, step):
+def write_eval(model, folder, step, dataset):
     import evaluate
-    reference = None if FLAGS.dataset == CURVES else load_eval_reference()
+    reference = None if dataset == CURVES else load_eval_reference(dataset)
     evaluate.write_eval(model, folder, step, FLAGS.eval_n, reference)
 
 
@@ -327,7 +327,7 @@ def train(dcgan, run, training_data, strategy):
         clear_unfinished_saves(folder)
         manager = checkpoint_manager(dcgan, folder, FLAGS.max_to_keep)
         restore(manager, required=False, folder=run.checkpoints, learning_rate=FLAGS.learning_rate)
-        reference = load_eval_reference() if FLAGS.eval_freq and distribute.is_chief(strategy) else None
+        reference = load_eval_reference(run.config["dataset"]) if FLAGS.eval_freq and distribute.is_chief(strategy) else None
         training.train(dcgan, manager, run, training_data, strategy, FLAGS.epoch, FLAGS.sample_freq, FLAGS.ckpt_freq,
                        FLAGS.eval_freq, reference, FLAGS.eval_n, FLAGS.G_img_sum)
     if folder != run.checkpoints:  # the chief's checkpoints are the run's
@@ -349,7 +349,7 @@ def main(argv):
         elif FLAGS.from_savedmodel:
             run_demo(exported, FLAGS.from_savedmodel, os.path.join(folder, "eval.json"))
         else:
-            write_eval(exported, folder, exported.step)
+            write_eval(exported, folder, exported.step, FLAGS.dataset)
         return
     run = open_run(run_config())
     if FLAGS.train and FLAGS.strategy == "multi_worker" and not os.path.exists(run.config_path) \
@@ -385,7 +385,7 @@ def sample_or_serve(dcgan, run, labels, names):
     if FLAGS.generate:
         write_generated(dcgan, labels, names, run.samples)
     if FLAGS.eval:
-        write_eval(dcgan, run.samples, dcgan.trained_steps())
+        write_eval(dcgan, run.samples, dcgan.trained_steps(), run.config["dataset"])
     if not (FLAGS.train or FLAGS.generate or FLAGS.eval or FLAGS.demo or FLAGS.plot):
         os.makedirs(run.samples, exist_ok=True)
         path = os.path.join(run.samples, f"test_{dcgan.trained_steps():06d}.png")
