@@ -1,4 +1,5 @@
-"""Sample quality of a conditional MNIST generator, measured with an MNIST classifier.
+"""Sample quality of a conditional MNIST generator, measured with an MNIST classifier (and of an
+unconditional model of a grayscale folder: FID and the classes it reads, in the same features).
 
 - class accuracy: the share of generated images that the classifier reads as the class asked for;
 - FID in the classifier's penultimate feature space against the MNIST test split, overall and per
@@ -252,13 +253,60 @@ def write_eval(model, folder, step, n, reference=None):
         from model import z_from_seeds
         z = z_from_seeds(EVAL_SEED + np.arange(n, dtype=np.int64), model.z_dim, model.z_dist)
         result = {"step": step, **curve_quality(np.asarray(model.sample(z, None)))}
-        print(format_curve_summary(result))
-    else:
-        try:
-            result = {"step": step, **generated_quality(model, reference, n)}
-        except ValueError as e:
-            raise utils.DCGANError(f"cannot evaluate: {e}") from None
-        print(format_summary(result))
+        publish(result, format_curve_summary(result), folder)
+        return
+    try:
+        result = {"step": step, **generated_quality(model, reference, n)}
+    except ValueError as e:
+        raise utils.DCGANError(f"cannot evaluate: {e}") from None
+    publish(result, format_summary(result), folder)
+
+
+def as_digits(images):
+    """Images of any size, uint8 or in [0, 1], as the classifier takes them: float [N, 28, 28, 1]."""
+    x = np.asarray(images, np.float32) / (255.0 if np.asarray(images).dtype == np.uint8 else 1.0)
+    return tf.image.resize(x, (28, 28)).numpy() if x.shape[1:3] != (28, 28) else x
+
+
+def folder_quality(classifier, generated, real, other_real):
+    """Figures for an unconditional model of a grayscale folder, in the MNIST classifier's features
+    (images resized to 28x28): FID of the generated images against real ones of the folder, beside
+    other_real against them (the floor), and the share of each class the classifier reads among the
+    generated and the real images: that says something for folders of digit-like images only."""
+    def read(images):
+        predicted, features = classify(classifier, as_digits(images))
+        return np.bincount(predicted, minlength=10) / len(predicted), features
+
+    (shares, generated), (real_shares, real), (_, other) = read(generated), read(real), read(other_real)
+    return {"fid": fid(generated, real), "class_shares": [float(v) for v in shares],
+            "min_class_share": float(shares.min()),
+            "real": {"fid": fid(other, real), "class_shares": [float(v) for v in real_shares]},
+            "samples": int(len(generated)), "real_samples": int(len(real))}
+
+
+def write_folder_eval(model, folder, step, real_images, n):
+    """--eval of an unconditional model of a grayscale folder: n generated images against real_images
+    of its folder, split in two halves (one for the figures, the other for their floor)."""
+    from serving import generate
+    classifier, _ = shipped_classifier()
+    images = generate(model, None, n=n, seed=EVAL_SEED)[0]
+    half = len(real_images) // 2
+    result = {"step": step, **folder_quality(classifier, images, real_images[:half], real_images[half:])}
+    publish(result, format_folder_summary(result), folder)
+
+
+def format_folder_summary(result):
+    shares = " ".join(f"{k}:{v:.3f}" for k, v in enumerate(result["class_shares"]))
+    real = " ".join(f"{k}:{v:.3f}" for k, v in enumerate(result["real"]["class_shares"]))
+    return (f"FID {result['fid']:.3f} in the MNIST classifier's features (real vs real: {result['real']['fid']:.3f}; "
+            f"{result['samples']} generated against {result['real_samples']} images of the folder)\n"
+            f"classes the MNIST classifier reads (meaningful for digit-like folders only): {shares}\n"
+            f"the same for the folder's images: {real}")
+
+
+def publish(result, summary, folder):
+    """Prints summary and writes result to folder/eval.json."""
+    print(summary)
     path = os.path.join(folder, "eval.json")
     utils.save_json(result, path)
     print(f"Wrote {path}")

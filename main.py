@@ -79,7 +79,9 @@ flags.DEFINE_string("demo_host", "127.0.0.1", "With --demo: address to listen on
 flags.DEFINE_integer("demo_port", 7860, "With --demo: port to listen on.", lower_bound=1, upper_bound=65535)
 flags.DEFINE_integer("demo_max_images", 400, "With --demo: most images one request may ask for.", lower_bound=1)
 flags.DEFINE_boolean("eval", False, "Measure sample quality (class accuracy, FID, intra-class FID, diversity) "
-                     "of the latest checkpoint or --eval_savedmodel, print it and write eval.json.")
+                     "of the latest checkpoint or --eval_savedmodel, print it and write eval.json. An unconditional "
+                     "grayscale folder's run: FID against the folder's images and the classes an MNIST classifier "
+                     "reads, in its features.")
 flags.DEFINE_string("eval_savedmodel", "", "With --eval: evaluate this exported SavedModel (a version folder).")
 flags.DEFINE_integer("eval_n", 1000, "Generated images per class for --eval and --eval_freq.", lower_bound=2)
 flags.DEFINE_boolean("retrain_classifier", False, "With --eval or --eval_freq: score with a classifier trained "
@@ -154,12 +156,12 @@ def _dataset_name(name):
     return bool(name) and os.path.basename(name) == name and name not in (".", "..")
 
 
-@flags.multi_flags_validator(["dataset", "eval", "eval_freq", "eval_savedmodel"],
-                             message="--eval and --eval_freq score with an MNIST classifier: they apply to "
-                                     f"{' and '.join(MNIST_LIKE)} runs (and --eval to {CURVES}) only")
+@flags.multi_flags_validator(["dataset", "eval_freq", "eval_savedmodel"],
+                             message="--eval_freq and --eval_savedmodel score with an MNIST classifier: they apply to "
+                                     f"{' and '.join(MNIST_LIKE)} runs only (--eval also scores {CURVES} and "
+                                     "grayscale image folders)")
 def _evaluable(f):
-    evaluated = f["eval"] or f["eval_freq"] or f["eval_savedmodel"]
-    return f["dataset"] in MNIST_LIKE or not evaluated or (f["dataset"] == CURVES and not f["eval_freq"])
+    return f["dataset"] in MNIST_LIKE or not (f["eval_freq"] or f["eval_savedmodel"])
 
 
 @flags.multi_flags_validator(["dataset", "arch", "input_height", "input_width", "output_height", "output_width",
@@ -300,10 +302,18 @@ def load_eval_reference(dataset):
         raise DCGANError(f"cannot evaluate: {e}") from None
 
 
-def write_eval(model, folder, step, dataset):
+def write_eval(model, folder, step, dataset, config=None):
+    """--eval of an MNIST-like or curves model, or of a run's (config) model of a grayscale folder."""
     import evaluate
-    reference = None if dataset == CURVES else load_eval_reference(dataset)
-    evaluate.write_eval(model, folder, step, FLAGS.eval_n, reference)
+    if dataset in MNIST_LIKE or dataset == CURVES:
+        reference = None if dataset == CURVES else load_eval_reference(dataset)
+        return evaluate.write_eval(model, folder, step, FLAGS.eval_n, reference)
+    if config["y_dim"] or config["c_dim"] != 1:
+        raise DCGANError("--eval scores image folders without classes, in grayscale, in an MNIST classifier's "
+                         f"features; run '{os.path.basename(folder)}' is "
+                         + ("conditional" if config["y_dim"] else "in colour"))
+    real = data.load_training_data(config, FLAGS.data_dir, download(), limit=20 * FLAGS.eval_n)[0]
+    evaluate.write_folder_eval(model, folder, step, real, 10 * FLAGS.eval_n)
 
 
 def run_demo(model, path, eval_path):
@@ -385,7 +395,7 @@ def sample_or_serve(dcgan, run, labels, names):
     if FLAGS.generate:
         write_generated(dcgan, labels, names, run.samples)
     if FLAGS.eval:
-        write_eval(dcgan, run.samples, dcgan.trained_steps(), run.config["dataset"])
+        write_eval(dcgan, run.samples, dcgan.trained_steps(), run.config["dataset"], run.config)
     if not (FLAGS.train or FLAGS.generate or FLAGS.eval or FLAGS.demo or FLAGS.plot):
         os.makedirs(run.samples, exist_ok=True)
         path = os.path.join(run.samples, f"test_{dcgan.trained_steps():06d}.png")

@@ -9,7 +9,7 @@ from PIL import Image, ImageSequence
 
 import data
 import visualize
-from conftest import error_lines, run_main, write_image_folder
+from conftest import bar_digits, error_lines, run_main, write_image_folder
 from model import DCGAN, unconditional_layers, z_from_seeds
 from serving import ExportedGenerator, export_savedmodel, generate
 from ops import conv_out_size_same, deconv_to
@@ -188,6 +188,9 @@ def test_unconditional_64x64_trains_resumes_generates_exports_and_visualizes(tmp
     assert exported.y_dim == 0 and exported.step == 6
     rc, out = run_main(["--dataset=shapes", "--batch_size=8", "--generate", "--labels=1"], tmp_path)
     assert rc == 1 and "this model is unconditional" in error_lines(out)[0], out
+    rc, out = run_main(["--dataset=shapes", "--batch_size=8", "--eval"], tmp_path)
+    assert rc == 1 and error_lines(out)[-1] == ("Error: --eval scores image folders without classes, in grayscale, in "
+                                                f"an MNIST classifier's features; run '{run}' is in colour"), out
 
 
 @pytest.mark.parametrize("y_dim", [0, 3])
@@ -265,3 +268,37 @@ def test_the_unconditional_model_learns_every_digit_of_a_folder_at_32x32():
     # for seed 0 under ONEDNN_MAX_CPU_ISA=AVX2 / TF_ENABLE_ONEDNN_OPTS=0 (Intel Xeon).
     shares = unconditional_digit_shares(os.environ["DCGAN_TEST_DATA_DIR"], unconditional_layers(32, 32))
     assert shares.min() >= 0.015, shares
+
+
+def bar_pictures(n, seed):
+    """bar_digits drawn at 32x32, as a grayscale folder would give them: uint8 [n, 32, 32, 1]."""
+    images, _ = bar_digits(n, seed)
+    return np.pad(images, ((0, 0), (2, 2), (2, 2)))[..., None]
+
+
+def test_folder_figures_of_the_folder_itself_sit_at_the_floor_and_of_a_collapse_far_above():
+    import evaluate
+    classifier, _ = evaluate.shipped_classifier()
+    real, other = bar_pictures(300, 0), bar_pictures(300, 1)
+    itself = evaluate.folder_quality(classifier, real, real, other)
+    assert itself["fid"] < 1e-6 < itself["real"]["fid"]
+    assert itself["class_shares"] == itself["real"]["class_shares"]
+    assert sum(itself["class_shares"]) == pytest.approx(1.0) and itself["samples"] == itself["real_samples"] == 300
+    collapsed = evaluate.folder_quality(classifier, np.repeat(real[:1], 300, axis=0), real, other)
+    assert max(collapsed["class_shares"]) == 1.0 and collapsed["min_class_share"] == 0.0
+    assert collapsed["fid"] > 10 * itself["real"]["fid"]
+
+
+def test_eval_of_a_grayscale_folder_run_writes_fid_and_the_classes_read(tmp_path):
+    folder = tmp_path / "data" / "bars"
+    folder.mkdir(parents=True)
+    for i, image in enumerate(bar_pictures(64, 0)):
+        Image.fromarray(image[..., 0]).save(folder / f"{i:03d}.png")
+    rc, out = run_main(["--dataset=bars", "--data_dir=data", "--input_fname_pattern=*.png", "--output_height=32",
+                        *TINY_FOLDER, "--train", "--epoch=1", "--eval", "--eval_n=4"], tmp_path)
+    assert rc == 0, out
+    assert "in the MNIST classifier's features (real vs real:" in out and "digit-like folders only" in out
+    figures = json.loads((tmp_path / "samples" / "bars_8_32_32" / "eval.json").read_text())
+    assert figures["step"] == 8 and figures["samples"] == 40 and figures["real_samples"] == 32
+    assert len(figures["class_shares"]) == 10 and sum(figures["class_shares"]) == pytest.approx(1.0)
+    assert figures["fid"] > 0 and figures["real"]["fid"] > 0
