@@ -8,6 +8,7 @@ through strategy.run in the loop of train.py (model.fit fails under MultiWorkerM
 """
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -99,6 +100,37 @@ class bounded_wait:
     def __exit__(self, *exc):
         self.watchdog.kill()
         self.watchdog.wait()
+
+
+# A worker lost for good (killed, its machine gone): the exit code of the workers that see it, so that
+# a scheduler can tell it from a bug (1) and from a preemption (143), and restart the job.
+PEER_LOST_EXIT_CODE = 75
+
+
+class PeerLost(DCGANError):
+    """A collective failed because another worker went away; exits with PEER_LOST_EXIT_CODE."""
+
+    exit_code = PEER_LOST_EXIT_CODE
+
+
+def is_peer_loss(error, strategy):
+    """Whether a TensorFlow error is a collective that failed because a worker of the cluster went away."""
+    import tensorflow as tf
+    resolver = getattr(strategy, "cluster_resolver", None)
+    workers = sum(map(len, resolver.cluster_spec().as_dict().values())) if resolver and resolver.task_type else 1
+    return workers > 1 and isinstance(error, (tf.errors.UnavailableError, tf.errors.DeadlineExceededError))
+
+
+def lost_workers(error, strategy):
+    """The workers other than this one that error names ('127.0.0.1:2223 (worker 1)'), from TF_CONFIG's
+    addresses; all the others when it names none (a connection reset says only that a peer is gone)."""
+    resolver = strategy.cluster_resolver
+    cluster = resolver.cluster_spec().as_dict()
+    me = (resolver.task_type, resolver.task_id)
+    named = {(job, int(task)) for job, task in re.findall(r"/job:(\w+)/(?:replica:\d+/)?task:(\d+)", str(error))}
+    others = [(job, i) for job, addresses in cluster.items() for i in range(len(addresses)) if (job, i) != me]
+    gone = [peer for peer in others if peer in named] or others
+    return [f"{cluster[job][i]} ({job} {i})" for job, i in gone]
 
 
 def is_chief(strategy):

@@ -434,7 +434,7 @@ def run_main(argv):
                             "(--checkpoint_dir, --sample_dir, --tensorboard_dir, --export_dir); checkpoints already "
                             "written are kept")
         if isinstance(e, (DCGANError, OSError)):
-            exit_with_error(e)
+            exit_with_error(e, getattr(e, "exit_code", 1))
         shortage = memory_shortage(e)
         if shortage is None:
             raise
@@ -443,10 +443,10 @@ def run_main(argv):
                         "written are kept")
 
 
-def exit_with_error(message):
+def exit_with_error(message, code=1):
     print(f"Error: {message}", file=sys.stderr)
     logging.set_verbosity(logging.ERROR)  # the last line: not followed by TF's notes on unrestored values at exit
-    sys.exit(1)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

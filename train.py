@@ -99,6 +99,13 @@ def train(dcgan, manager, run, data, strategy, epochs, sample_every=200, checkpo
                                   f"stopped by {by} at step {step}; saved {manager.latest_checkpoint}. "
                                   "Run the same command to resume.")
     except tf.errors.OpError as e:
+        if distribute.is_peer_loss(e, strategy):
+            progress.close()
+            latest = tf.train.latest_checkpoint(run.checkpoints) or "none was written yet"
+            raise distribute.PeerLost(
+                f"{' or '.join(distribute.lost_workers(e, strategy))} is gone: the collectives of step {step} "
+                f"failed ({type(e).__name__}). The last checkpoint is {latest}; start every worker again with the "
+                "same command to resume from it") from None
         if run.logs not in str(e):
             raise
         # A write to the logs failed (a full disk), not the training step (it writes nothing): the step is whole.

@@ -2,6 +2,7 @@
 stop together on a signal to either, and resume from the chief's checkpoint."""
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -139,3 +140,35 @@ def test_multi_worker_flags_errors_are_one_line(tmp_path, data_dir):
         os.environ.pop("TF_CONFIG", None)
         if env is not None:
             os.environ["TF_CONFIG"] = env
+
+
+@pytest.mark.slow
+def test_a_worker_killed_outright_ends_the_others_with_one_line_and_a_restart_resumes(tmp_path, data_dir):
+    import tensorflow as tf
+    run = "mnist_32_28_28"
+    args = [*TINY_RUN_ARGS, f"--data_dir={data_dir}", "--train", "--strategy=multi_worker", "--epoch=4",
+            "--ckpt_freq=5", "--sample_freq=100", "--worker_wait=120"]
+    chief_dir = tmp_path / "checkpoints" / run
+    ports = free_ports(2)
+    workers = start_workers(args, tmp_path, ports)
+    deadline = time.monotonic() + 240
+    while not (chief_dir / "checkpoint").exists() and workers[0].poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # polling for the file, not timing anything
+    workers[1].kill()  # kill -9: a machine lost, nothing of it runs
+    out = workers[0].communicate(timeout=300)[0]
+    workers[1].communicate(timeout=60)
+    assert workers[0].returncode == 75, out
+    last = error_lines(out)[-1]
+    latest = tf.train.latest_checkpoint(str(chief_dir))
+    assert re.fullmatch(rf"Error: 127\.0\.0\.1:{ports[1]} \(worker 1\) is gone: the collectives of step \d+ failed "
+                        rf"\(\w+Error\)\. The last checkpoint is checkpoints/{run}/ckpt-\d+; start every worker again "
+                        "with the same command to resume from it", last), out
+    assert f"The last checkpoint is {os.path.relpath(latest, tmp_path)};" in last
+    assert "Traceback" not in out
+    stopped_at = int(latest.rsplit("-", 1)[1])
+
+    workers = start_workers(args, tmp_path, free_ports(2))
+    outputs = [w.communicate(timeout=300)[0] for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], outputs
+    assert all(f"steps {stopped_at}..40" in out for out in outputs)
+    assert os.path.basename(tf.train.latest_checkpoint(str(chief_dir))) == "ckpt-40"
