@@ -4,6 +4,7 @@ Two tabs: a grid of the chosen digits (a column per digit, a row per seed, as `-
 and a walk between two seeds for one digit. Every image comes from an exported SavedModel through
 serving.generate, so a seed gives the same image here, on the command line and in TF Serving.
 """
+import contextlib
 import json
 import os
 import random
@@ -19,6 +20,9 @@ from model import z_from_seeds
 from serving import generate
 
 MAX_SEED = 2 ** 31 - 1
+# A demo stays up for weeks: the files it hands out are deleted this many seconds after they were
+# made (Gradio's copies and the PNGs and GIFs it downloads from), and at most KEPT of its own remain.
+CACHE_SECONDS, KEPT = 600, 100
 # Pixel art, not photographs: scaled up without blurring.
 CSS = "#grid img, #walk img { image-rendering: pixelated; width: 100%; height: 100%; object-fit: contain; }"
 
@@ -82,7 +86,7 @@ def read_eval(path, step):
     return figures if figures.get("step") == step else None
 
 
-def build_app(model, path, max_images=400, eval_path=None):
+def build_app(model, path, max_images=400, eval_path=None, cache_seconds=CACHE_SECONDS):
     import gradio as gr
 
     scratch = tempfile.mkdtemp(prefix="dcgan_demo_")
@@ -100,16 +104,18 @@ def build_app(model, path, max_images=400, eval_path=None):
         grid = draw_grid(model, digits, n, seed, max_images)
         png = os.path.join(scratch, f"digits_{'-'.join(map(str, digits))}_seed{int(seed)}.png")
         utils.save_image(grid, png)
+        keep_newest(scratch, KEPT)
         return utils.to_pil(grid), png
 
     def on_walk(digit, seed_a, seed_b, steps):
         frames = walk(model, digit, seed_a, seed_b, steps)
         gif = os.path.join(scratch, f"walk_{int(digit)}_{int(seed_a)}_{int(seed_b)}.gif")
         utils.save_gif(list(frames) + list(frames[-2:0:-1]), gif)  # there and back, ends not repeated
+        keep_newest(scratch, KEPT)
         return utils.to_pil(utils.make_grid(frames, 1, len(frames))), gif
 
     choices = [str(k) for k in range(model.y_dim)]
-    with gr.Blocks(title="DCGAN digits") as app:
+    with gr.Blocks(title="DCGAN digits", delete_cache=(max(1, cache_seconds // 10), cache_seconds)) as app:
         gr.Markdown("# Draw digits with a conditional DCGAN\n" + describe(model, path, eval_path))
         with gr.Tab("Digits"):
             with gr.Row():
@@ -136,13 +142,16 @@ def build_app(model, path, max_images=400, eval_path=None):
         new_seed.click(lambda: random.randint(0, MAX_SEED), outputs=seed, api_name="new_seed")
         draw.click(shown(on_grid), inputs=[digits, n, seed], outputs=[grid, download], api_name="generate")
         go.click(shown(on_walk), inputs=[digit, seed_a, seed_b, steps], outputs=[strip, gif], api_name="walk")
+    app.scratch_folder = scratch  # where the downloads are written, for the operator and the tests
     return app
 
 
-def serve(model, path, host="127.0.0.1", port=7860, max_images=400, eval_path=None, block=True):
+def serve(model, path, host="127.0.0.1", port=7860, max_images=400, eval_path=None, block=True, max_queue=64,
+          cache_seconds=CACHE_SECONDS):
     """Starts the page and prints its address; blocks until SIGINT or SIGTERM, or returns the app
     (serving in the background) if not block."""
-    app = build_app(model, path, max_images, eval_path)
+    # A flood waits in a queue of max_queue requests; past that each gets Gradio's "Queue is full" at once.
+    app = build_app(model, path, max_images, eval_path, cache_seconds).queue(max_size=max_queue)
     if not block:
         return launch(app, path, host, port)
     # Not gradio's block_thread: it stops only on KeyboardInterrupt, which never comes when SIGINT
@@ -167,3 +176,14 @@ def launch(app, path, host, port):
                                "or --demo_host") from None
     print(f"Demo of {path} running on {app.local_url} (Ctrl-C to stop)", flush=True)
     return app
+
+
+def keep_newest(folder, n):
+    """Removes all but the n newest files of folder."""
+    made = []
+    for entry in os.scandir(folder):
+        with contextlib.suppress(OSError):  # removed meanwhile
+            made.append((entry.stat().st_mtime, entry.path))
+    for _, stale in sorted(made)[:-n]:
+        with contextlib.suppress(OSError):
+            os.remove(stale)

@@ -78,6 +78,8 @@ flags.DEFINE_string("demo_host", "127.0.0.1", "With --demo: address to listen on
                     "reach this machine make it compute.")
 flags.DEFINE_integer("demo_port", 7860, "With --demo: port to listen on.", lower_bound=1, upper_bound=65535)
 flags.DEFINE_integer("demo_max_images", 400, "With --demo: most images one request may ask for.", lower_bound=1)
+flags.DEFINE_integer("demo_max_queue", 64, "With --demo: most requests waiting at once; more are answered at once "
+                     "that the queue is full.", lower_bound=1)
 flags.DEFINE_boolean("eval", False, "Measure sample quality (class accuracy, FID, intra-class FID, diversity) "
                      "of the latest checkpoint or --eval_savedmodel, print it and write eval.json. An unconditional "
                      "grayscale folder's run: FID against the folder's images and the classes an MNIST classifier "
@@ -320,7 +322,8 @@ def run_demo(model, path, eval_path):
     import demo
     if not model.y_dim:
         raise DCGANError(f"--demo draws the classes a visitor picks, and {path} is unconditional")
-    demo.serve(model, path, FLAGS.demo_host, FLAGS.demo_port, FLAGS.demo_max_images, eval_path)
+    demo.serve(model, path, FLAGS.demo_host, FLAGS.demo_port, FLAGS.demo_max_images, eval_path,
+               max_queue=FLAGS.demo_max_queue)
 
 
 def write_generated(model, labels, names, folder):
