@@ -9,6 +9,8 @@ import json
 import os
 import random
 import tempfile
+import threading
+import time
 
 # Before gradio is imported: it would otherwise report usage to its makers.
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -86,7 +88,7 @@ def read_eval(path, step):
     return figures if figures.get("step") == step else None
 
 
-def build_app(model, path, max_images=400, eval_path=None, cache_seconds=CACHE_SECONDS):
+def build_app(model, path, max_images=400, eval_path=None):
     import gradio as gr
 
     scratch = tempfile.mkdtemp(prefix="dcgan_demo_")
@@ -115,7 +117,7 @@ def build_app(model, path, max_images=400, eval_path=None, cache_seconds=CACHE_S
         return utils.to_pil(utils.make_grid(frames, 1, len(frames))), gif
 
     choices = [str(k) for k in range(model.y_dim)]
-    with gr.Blocks(title="DCGAN digits", delete_cache=(max(1, cache_seconds // 10), cache_seconds)) as app:
+    with gr.Blocks(title="DCGAN digits") as app:
         gr.Markdown("# Draw digits with a conditional DCGAN\n" + describe(model, path, eval_path))
         with gr.Tab("Digits"):
             with gr.Row():
@@ -151,13 +153,13 @@ def serve(model, path, host="127.0.0.1", port=7860, max_images=400, eval_path=No
     """Starts the page and prints its address; blocks until SIGINT or SIGTERM, or returns the app
     (serving in the background) if not block."""
     # A flood waits in a queue of max_queue requests; past that each gets Gradio's "Queue is full" at once.
-    app = build_app(model, path, max_images, eval_path, cache_seconds).queue(max_size=max_queue)
+    app = build_app(model, path, max_images, eval_path).queue(max_size=max_queue)
     if not block:
-        return launch(app, path, host, port)
+        return sweep_while_running(launch(app, path, host, port), cache_seconds)
     # Not gradio's block_thread: it stops only on KeyboardInterrupt, which never comes when SIGINT
     # was ignored at start-up (a background job), nor on SIGTERM.
     with utils.StopSignals("stopping the demo") as stop:
-        launch(app, path, host, port)
+        sweep_while_running(launch(app, path, host, port), cache_seconds)
         # Woken each second: a signal that lands on one of the server's threads runs its Python
         # handler only once the main thread runs again.
         while not stop.received.wait(timeout=1):
@@ -176,6 +178,33 @@ def launch(app, path, host, port):
                                "or --demo_host") from None
     print(f"Demo of {path} running on {app.local_url} (Ctrl-C to stop)", flush=True)
     return app
+
+
+def sweep_while_running(app, age):
+    """Deletes the files Gradio made for app once they are age seconds old, every tenth of age, in a
+    thread of its own that ends with the app. Not Gradio's delete_cache: Gradio 6.31 walks each live set
+    of files while requests add to it, and the RuntimeError that follows ends its schedule for good."""
+    def sweep():
+        while app.is_running:
+            delete_old_files(app.temp_file_sets, age)
+            time.sleep(max(0.1, age / 10))
+    threading.Thread(target=sweep, name="demo cache sweep", daemon=True).start()
+    return app
+
+
+def delete_old_files(file_sets, age):
+    """Removes the files named in the sets that were made over age seconds ago, and their names."""
+    now = time.time()
+    for files in file_sets:
+        gone = set()
+        for path in files.copy():  # one call in C: requests adding files meanwhile do not disturb it
+            try:
+                if now - os.lstat(path).st_ctime > age:
+                    os.remove(path)
+                    gone.add(path)
+            except FileNotFoundError:
+                gone.add(path)
+        files.difference_update(gone)
 
 
 def keep_newest(folder, n):

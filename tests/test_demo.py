@@ -183,11 +183,12 @@ def test_main_demo_exports_the_checkpoint_serves_it_and_stops_on_ctrl_c(tmp_path
 
 
 def test_hundreds_of_distinct_requests_leave_a_bounded_number_of_files(exported, tmp_path):
-    """What a demo up for weeks hands out is deleted after a while: here after 1 s, over 200 distinct
-    requests (each leaves three files: its download, Gradio's copy of it and of the shown grid)."""
+    """What a demo up for weeks hands out is deleted after a while: here after 3 s (time for a client on a
+    busy machine to fetch what it was sent), over 200 distinct requests (each leaves three files: its
+    download, Gradio's copy of it and of the shown grid)."""
     from gradio_client import Client
     model, path = exported
-    app = demo.serve(model, path, port=free_port(), max_images=40, block=False, cache_seconds=1)
+    app = demo.serve(model, path, port=free_port(), max_images=40, block=False, cache_seconds=3)
     try:
         client = Client(app.local_url, verbose=False, download_files=str(tmp_path / "downloads"))
         for seed in range(200):
@@ -196,5 +197,5 @@ def test_hundreds_of_distinct_requests_leave_a_bounded_number_of_files(exported,
         downloads = len(os.listdir(app.scratch_folder))
     finally:
         app.close()
-    assert gradio_files < 200  # 400 without deletion; 15 when measured
-    assert downloads == demo.KEPT  # 200 without pruning
+    assert gradio_files < 200, gradio_files  # 400 without deletion; 34 when measured
+    assert downloads == demo.KEPT, downloads  # 200 without pruning
