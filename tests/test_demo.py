@@ -5,6 +5,8 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 import urllib.request
 
 import keras
@@ -199,3 +201,34 @@ def test_hundreds_of_distinct_requests_leave_a_bounded_number_of_files(exported,
         app.close()
     assert gradio_files < 200, gradio_files  # 400 without deletion; 34 when measured
     assert downloads == demo.KEPT, downloads  # 200 without pruning
+
+
+def test_a_full_queue_answers_at_once_that_it_is_busy(exported, monkeypatch):
+    """One request computing, one waiting (max_queue=1): a third is turned away with Gradio's message
+    at once, and both the others are answered once the first can finish."""
+    from gradio_client import Client
+    model, path = exported
+    computing, finish = threading.Event(), threading.Event()
+
+    def slow_generate(*args, **kwargs):
+        computing.set()
+        finish.wait(timeout=60)
+        return generate(*args, **kwargs)
+
+    monkeypatch.setattr(demo, "generate", slow_generate)
+    app = demo.serve(model, path, port=free_port(), max_images=40, block=False, max_queue=1)
+    try:
+        client = Client(app.local_url, verbose=False)
+        first = client.submit(["1"], 1, 0, api_name="/generate")
+        assert computing.wait(timeout=60)
+        second = client.submit(["2"], 1, 0, api_name="/generate")
+        deadline = time.monotonic() + 60
+        while second.status().code.name != "IN_QUEUE":  # its place confirmed before the third is sent
+            assert time.monotonic() < deadline, second.status()
+        with pytest.raises(Exception, match="Queue is full"):
+            client.predict(["3"], 1, 0, api_name="/generate")
+        finish.set()
+        assert first.result(timeout=60)[0] and second.result(timeout=60)[0]
+    finally:
+        finish.set()
+        app.close()
