@@ -10,6 +10,7 @@ folders, unconditional on a folder of pictures (celebA, your own).
     python main.py --dataset mnist --generate --labels 3,1,4 --n_per_label 8 --seed 7
     python main.py --dataset mnist --eval                 # class accuracy, FID, diversity
     python main.py --dataset mnist --demo                 # web page at http://127.0.0.1:7860
+    python main.py --dataset mnist --import_original out/.../checkpoint   # the original's TF1 checkpoint
 """
 import math
 import os
@@ -29,8 +30,8 @@ import data
 import distribute
 import visualize
 from data import CURVE_POINTS, CURVES, MNIST_LIKE, NUM_CLASSES, parse_labels
-from run import (DEFAULTS, SETTINGS, UNSET, Run, checkpoint_manager, class_names, clear_unfinished_saves, held_alone,
-                 repair_checkpoint_list, restore, run_name)
+from run import (DEFAULTS, SETTINGS, UNSET, Run, checkpoint_manager, checkpoint_prefixes, class_names,
+                 clear_unfinished_saves, held_alone, repair_checkpoint_list, restore, run_name, save_checkpoint)
 from utils import DCGANError, Stopped, digit_names, disk_full, first_line, memory_shortage
 
 # An image folder's defaults, the original's: 108x108 crops (celebA's faces) drawn at 64x64.
@@ -99,6 +100,9 @@ flags.DEFINE_enum("visualize_option", "1", ["0", "1", "2", "3", "4"], "With --vi
 flags.DEFINE_boolean("plot", False, "Write the run's loss curves (from its TensorBoard logs) and a real vs fake "
                      "figure (also written when training ends).")
 flags.DEFINE_boolean("export", False, "Write a SavedModel for TensorFlow Serving (after training with --train).")
+flags.DEFINE_string("import_original", "", "Make a new run of a checkpoint of carpedm20's DCGAN-tensorflow (TF1): a "
+                    "folder holding one, or a prefix such as out/<run>/checkpoint/model.b64-27000. Its model's sizes "
+                    "come from its variables; the run is named as usual, and the other commands given use it.")
 flags.DEFINE_integer("max_to_keep", 1, "Checkpoints to keep.", lower_bound=1)
 flags.DEFINE_integer("sample_freq", 200, "Write a sample grid every this many steps.", lower_bound=1)
 flags.DEFINE_integer("ckpt_freq", 200, "Write a checkpoint every this many steps.", lower_bound=1)
@@ -225,6 +229,13 @@ def _eval_savedmodel(f):
     return not f["eval_savedmodel"] or (f["eval"] and not f["train"])
 
 
+@flags.multi_flags_validator(["import_original", "from_savedmodel", "eval_savedmodel"],
+                             message="--import_original makes a run from the original's checkpoint: it does not go with "
+                                     "--from_savedmodel or --eval_savedmodel, which use an export instead")
+def _import_original(f):
+    return not f["import_original"] or not (f["from_savedmodel"] or f["eval_savedmodel"])
+
+
 @flags.multi_flags_validator(["train_size", "batch_size"], message="--train_size must be at least --batch_size")
 def _enough_images(f):
     return f["train_size"] is None or f["train_size"] >= f["batch_size"]
@@ -270,11 +281,34 @@ def is_flag_value(name, value):
         return False
 
 
-def open_run(config):
-    """The run the flags name, in the folders they name: an existing run's settings from its config.json."""
-    given = {name for name in SETTINGS if name in FLAGS and FLAGS[name].present}
-    return Run(config, FLAGS.out_name or run_name(config), FLAGS.checkpoint_dir, FLAGS.sample_dir,
-               FLAGS.tensorboard_dir, FLAGS.export_dir, given, FLAGS.train, is_flag_value)
+def given_settings():
+    return {name for name in SETTINGS if name in FLAGS and FLAGS[name].present}
+
+
+def open_run(config, name=None):
+    """The run the flags name (or name), in the folders they name: an existing run's settings from its
+    config.json."""
+    return Run(config, FLAGS.out_name or name or run_name(config), FLAGS.checkpoint_dir, FLAGS.sample_dir,
+               FLAGS.tensorboard_dir, FLAGS.export_dir, given_settings(), FLAGS.train, is_flag_value)
+
+
+def import_original(path):
+    """Writes the original's checkpoint at path as a new run (its checkpoint and config.json); its name."""
+    import original
+    prefix = original.checkpoint_prefix(path)
+    tensors = original.read_tensors(prefix)
+    run = open_run(original.imported_config(tensors, prefix, run_config(), given_settings()))
+    if os.path.exists(run.config_path) or checkpoint_prefixes(run.checkpoints):
+        raise DCGANError(f"run '{run.name}' already exists in {run.checkpoints}: import under another --out_name")
+    dcgan = build_model(run.config)
+    step = original.step_of(prefix) or 0
+    slots = original.load_weights(dcgan, tensors, step)
+    with held_alone(run.checkpoints, f"another process is writing the run in {run.checkpoints}"):
+        save_checkpoint(checkpoint_manager(dcgan, run.checkpoints), step)
+        run.save_config()
+    print(original.describe(run.config, prefix, step, slots))
+    print(f"Imported as run '{run.name}': {run.checkpoints}/ckpt-{step}")
+    return run.name
 
 
 def build_model(config, strategy=None):
@@ -364,7 +398,8 @@ def main(argv):
         else:
             write_eval(exported, folder, exported.step, FLAGS.dataset)
         return
-    run = open_run(run_config())
+    imported = import_original(FLAGS.import_original) if FLAGS.import_original else None
+    run = open_run(run_config(), imported)
     if FLAGS.train and FLAGS.strategy == "multi_worker" and not os.path.exists(run.config_path) \
             and not FLAGS["seed"].present:
         raise DCGANError("a new multi-worker run needs --seed: every worker must draw the same data order and z")
