@@ -160,6 +160,49 @@ def mean_pairwise_distance(features):
     return float(np.sqrt(d2).sum() / (n * (n - 1))) if n > 1 else 0.0
 
 
+K_NEAREST = 3  # the neighbourhood size of improved precision and recall and of density and coverage
+ROWS = 1000  # distances are computed ROWS rows at a time: 10,000 x 10,000 at once would be 800 MB
+
+
+def squared_distances(a, b):
+    return np.clip((a ** 2).sum(1)[:, None] + (b ** 2).sum(1)[None, :] - 2 * a @ b.T, 0, None)
+
+
+def neighbour_radii(features, k=K_NEAREST):
+    """Squared distance of each point to its k-th nearest other point."""
+    radii = np.empty(len(features))
+    for start in range(0, len(features), ROWS):
+        d2 = squared_distances(features[start:start + ROWS], features)
+        radii[start:start + ROWS] = np.partition(d2, k, axis=1)[:, k]  # position 0: the point itself
+    return radii
+
+
+def manifold_figures(real, fake, k=K_NEAREST):
+    """Improved precision and recall (Kynkaanniemi et al. 2019) and density and coverage (Naeem et al.
+    2020) of fake features against real ones, each set's manifold the union of balls reaching every
+    point's k-th nearest neighbour. Precision: the share of fakes inside the real manifold (fidelity);
+    recall: the share of reals inside the fake one (variety); density: how many real balls hold a
+    fake, on average, over k (1 for a fake set like the real one); coverage: the share of real balls
+    that hold a fake (recall that outlying fakes cannot inflate)."""
+    real, fake = np.asarray(real, np.float64), np.asarray(fake, np.float64)
+    if min(len(real), len(fake)) <= k:
+        return {"precision": float("nan"), "recall": float("nan"), "density": float("nan"), "coverage": float("nan")}
+    real_radii, fake_radii = neighbour_radii(real, k), neighbour_radii(fake, k)
+    balls_holding = np.empty(len(fake))
+    covered, recalled = np.zeros(len(real), bool), np.zeros(len(real), bool)
+    for start in range(0, len(fake), ROWS):
+        d2 = squared_distances(fake[start:start + ROWS], real)  # [fakes, reals]
+        inside = d2 <= real_radii[None, :]
+        balls_holding[start:start + ROWS] = inside.sum(1)
+        covered |= inside.any(0)
+        recalled |= (d2 <= fake_radii[start:start + ROWS, None]).any(0)
+    return {"precision": float(np.mean(balls_holding > 0)), "recall": float(recalled.mean()),
+            "density": float(balls_holding.sum() / (k * len(fake))), "coverage": float(covered.mean())}
+
+
+MANIFOLD = ("precision", "recall", "density", "coverage")
+
+
 class Reference:
     """What generated images are compared with: the classifier and MNIST's real images."""
 
@@ -174,6 +217,9 @@ class Reference:
             "fid": fid(floor_features, self.test_features),
             "intra_fid": float(np.mean([fid(floor_features[floor_labels == k], self.test_features[test_labels == k])
                                         for k in range(num_classes)])),
+            **manifold_figures(self.test_features, floor_features),
+            "per_class": {str(k): manifold_figures(self.test_features[test_labels == k], floor_features[floor_labels == k])
+                          for k in range(num_classes)},
         }
 
     def evaluate(self, images, labels):
@@ -188,15 +234,20 @@ class Reference:
                 "accuracy": float(correct[labels == k].mean()),
                 "fid": fid(mine, real),
                 "diversity": mean_pairwise_distance(mine) / mean_pairwise_distance(real),
+                **manifold_figures(real, mine),
+                "real": self.floor["per_class"][str(k)],
             }
         return {
             "accuracy": float(correct.mean()),
             "fid": fid(features, self.test_features),
             "intra_fid": float(np.mean([c["fid"] for c in per_class.values()])),
             "min_diversity": float(min(c["diversity"] for c in per_class.values())),
+            **manifold_figures(self.test_features, features),
+            "min_class_recall": float(min(c["recall"] for c in per_class.values())),
             "per_class": per_class,
             "real": {"classifier_accuracy": self.classifier_accuracy, "fid": self.floor["fid"],
-                     "intra_fid": self.floor["intra_fid"]},
+                     "intra_fid": self.floor["intra_fid"], **{name: self.floor[name] for name in MANIFOLD},
+                     "min_class_recall": float(min(c["recall"] for c in self.floor["per_class"].values()))},
             "samples": int(len(labels)),
         }
 
@@ -325,6 +376,9 @@ def format_summary(result):
             f"FID {result['fid']:.3f} (real vs real: {real['fid']:.3f})\n"
             f"intra-class FID {result['intra_fid']:.3f} (real vs real: {real['intra_fid']:.3f})\n"
             f"diversity, lowest class {result['min_diversity']:.3f} (real: 1)\n"
+            f"{' / '.join(MANIFOLD)} {' / '.join(f'{result[m]:.3f}' for m in MANIFOLD)} "
+            f"(real vs real: {' / '.join(f'{real[m]:.3f}' for m in MANIFOLD)})\n"
+            f"recall, lowest class {result['min_class_recall']:.3f} (real vs real: {real['min_class_recall']:.3f})\n"
             f"per-class accuracy {per_class}")
 
 

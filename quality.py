@@ -31,7 +31,10 @@ RECIPES = {
     "cs231n": ("CS231N convolutional", ["--arch=cs231n", "--learning_rate=0.001"], []),
 }
 FIGURES = (("accuracy", "class accuracy %", 100, "{:.2f}"), ("fid", "FID", 1, "{:.2f}"),
-           ("intra_fid", "intra-class FID", 1, "{:.2f}"), ("min_diversity", "lowest class diversity", 1, "{:.3f}"))
+           ("intra_fid", "intra-class FID", 1, "{:.2f}"), ("min_diversity", "lowest class diversity", 1, "{:.3f}"),
+           ("precision", "precision", 1, "{:.3f}"), ("recall", "recall", 1, "{:.3f}"),
+           ("density", "density", 1, "{:.3f}"), ("coverage", "coverage", 1, "{:.3f}"),
+           ("min_class_recall", "lowest class recall", 1, "{:.3f}"))
 
 flags.DEFINE_string("data_dir", "./data", "Folder that holds mnist/.")
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds to train with.")
@@ -59,8 +62,12 @@ def train_and_evaluate(key, seed):
         main_py("--train", "--export", f"--epoch={FLAGS.epoch}", f"--seed={seed}", f"--out_name={folder}", *training)
     sample_dir = os.path.join("samples", "quality", key)
     path = os.path.join(sample_dir, folder, "eval.json")
-    if not os.path.exists(path):
+    if not os.path.exists(path) or "precision" not in read_json(path):  # or scored before precision and recall
         main_py("--eval", f"--out_name={folder}", f"--sample_dir={sample_dir}", *sampling)
+    return read_json(path)
+
+
+def read_json(path):
     with open(path) as f:
         return json.load(f)
 
@@ -76,6 +83,11 @@ def table(results):
             cells.append(f"{fmt.format(values.mean())} ({fmt.format(values.min())}–{fmt.format(values.max())})")
         seeds = ",".join(str(run["seed"]) for run in runs)
         rows.append(f"| {name} | `{args or '(none)'}` | {seeds} | " + " | ".join(cells) + " |")
+    real = next(iter(results.values()))[1][0]["real"]
+    rows.append("\nReal training digits against the test split (the floor): FID {:.2f}, intra-class FID {:.2f}, "
+                "precision {:.3f}, recall {:.3f}, density {:.3f}, coverage {:.3f}, lowest class recall {:.3f}."
+                .format(*(real[k] for k in ("fid", "intra_fid", "precision", "recall", "density", "coverage",
+                                            "min_class_recall"))))
     return "\n".join(rows)
 
 

@@ -155,9 +155,11 @@ def scalar_writer():
 def log_quality(result, step):
     """Writes evaluation figures to TensorBoard; returns them as text for the progress line."""
     import tensorflow as tf
-    for name in ("accuracy", "fid", "intra_fid", "min_diversity"):
+    for name in ("accuracy", "fid", "intra_fid", "min_diversity", "precision", "recall", "density", "coverage",
+                 "min_class_recall"):
         tf.summary.scalar(f"eval/{name}", result[name], step=step)
-    return f" | acc {result['accuracy']:.3f} FID {result['fid']:.2f} intra-FID {result['intra_fid']:.2f}"
+    return (f" | acc {result['accuracy']:.3f} FID {result['fid']:.2f} intra-FID {result['intra_fid']:.2f} "
+            f"P {result['precision']:.2f} R {result['recall']:.2f}")
 
 
 def format_logs(logs):

@@ -32,6 +32,8 @@ def test_real_test_images_score_like_the_classifier_with_zero_fid(reference, tes
     assert result["min_diversity"] == pytest.approx(1.0)
     assert set(result["per_class"]) == {str(k) for k in range(10)}
     assert result["real"]["fid"] < 1.0  # another sample of the same images is close
+    assert result["precision"] == result["recall"] == result["coverage"] == result["min_class_recall"] == 1.0
+    assert min(result["real"][k] for k in ("precision", "recall", "coverage", "min_class_recall")) > 0.5
 
 
 def test_shuffled_labels_give_chance_accuracy(reference, test_set):
@@ -50,6 +52,7 @@ def test_one_repeated_image_per_class_has_zero_diversity(reference, test_set):
     # kernel paths, which differ in the last bits. Real digits score about 1.
     assert result["min_diversity"] < 1e-3
     assert all(c["diversity"] < 1e-3 for c in result["per_class"].values())
+    assert result["precision"] == 1.0 and result["recall"] < 0.02 and result["min_class_recall"] < 0.02
 
 
 def test_noise_gives_a_large_fid(reference, test_set):
@@ -57,6 +60,7 @@ def test_noise_gives_a_large_fid(reference, test_set):
     noise = np.random.default_rng(0).integers(0, 256, (len(labels), 28, 28), dtype=np.uint8)
     result = reference.evaluate(noise, labels)
     assert result["fid"] > 100 * max(result["real"]["fid"], 0.01)
+    assert result["precision"] < 0.05 and result["density"] < 0.05
 
 
 def test_fid_of_known_gaussians():
@@ -65,6 +69,26 @@ def test_fid_of_known_gaussians():
     b = rng.normal(0, 2, (20000, 3)) + np.array([3.0, 0, 0])
     # |mu|^2 + Tr(1 + 4 - 2*sqrt(1*4)) per dimension = 9 + 3 * 1
     assert evaluate.fid(a, b) == pytest.approx(12.0, rel=0.03)
+
+
+def clusters(n, classes=range(10), seed=1):
+    """n points of a mixture of ten unit Gaussians in 8-d, drawn from the given components only."""
+    centres = np.random.default_rng(0).normal(0, 4, (10, 8))
+    rng = np.random.default_rng(seed)
+    return centres[rng.choice(list(classes), n)] + rng.normal(0, 1, (n, 8)), centres
+
+
+def test_precision_recall_density_and_coverage_of_known_cases():
+    real, centres = clusters(2000)
+    same = evaluate.manifold_figures(real, clusters(2000, seed=2)[0])  # another sample: the floor
+    assert min(same["precision"], same["recall"], same["coverage"]) > 0.75 and 0.8 < same["density"] < 1.2, same
+    half = evaluate.manifold_figures(real, clusters(2000, range(5), seed=3)[0])  # half the components
+    assert half["precision"] > 0.75 and 0.35 < half["recall"] < 0.6 and 0.35 < half["coverage"] < 0.6, half
+    nearest = [real[np.argmin(((real - c) ** 2).sum(1))] for c in centres]  # collapsed: one real point per class
+    collapsed = evaluate.manifold_figures(real, np.repeat(nearest, 200, axis=0))
+    assert collapsed["precision"] == 1.0 and collapsed["recall"] < 0.01 and collapsed["coverage"] < 0.1, collapsed
+    noise = evaluate.manifold_figures(real, np.random.default_rng(4).uniform(20, 30, (2000, 8)))
+    assert noise == {"precision": 0.0, "recall": 0.0, "density": 0.0, "coverage": 0.0}
 
 
 def test_classifier_is_cached_by_its_data(tmp_path):

@@ -75,9 +75,11 @@ def test_eval_of_the_trained_model_and_of_its_savedmodel_agree_and_eval_freq_log
     from test_faults import summary_values
     values = summary_values(tmp_path / "logs" / RUN)
     assert len(values["eval/accuracy"]) == 2 and len(values["eval/fid"]) == 2  # steps 5 and 10
+    assert len(values["eval/precision"]) == 2 and len(values["eval/recall"]) == 2
     with open(tmp_path / "samples" / RUN / "eval.json") as f:
         from_model = json.load(f)
     assert from_model["step"] == 10 and from_model["samples"] == 200
+    assert all(0 <= from_model[k] <= 1 and 0 <= from_model["real"][k] <= 1 for k in ("precision", "recall", "coverage"))
     assert set(from_model["per_class"]) == {str(k) for k in range(10)}
     for key in ("accuracy", "fid", "intra_fid", "min_diversity", "real"):
         assert key in from_model
