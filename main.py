@@ -41,8 +41,10 @@ FOLDER_SETTINGS = ("input_fname_pattern", "crop", "input_height", "input_width")
 Z_DIMS = {"dcgan": 100, "mlp": 96, "cs231n": 96, "curves": 5}
 
 flags.DEFINE_integer("epoch", 25, "Epochs to train.", lower_bound=1)
-flags.DEFINE_float("learning_rate", 0.0002, "Adam learning rate, for both networks.", lower_bound=0.0)
-flags.DEFINE_float("beta1", 0.5, "Adam beta1 (momentum term), for both networks: at least 0, below 1.")
+flags.DEFINE_float("learning_rate", None, "Adam learning rate, for both networks (default: the variant's source's: "
+                   "the original's 0.0002, CS231N's 0.001 for --arch mlp and cs231n).", lower_bound=0.0)
+flags.DEFINE_float("beta1", None, "Adam beta1 (momentum term), for both networks: at least 0, below 1 (default: 0.5, "
+                   "as every variant's source).")
 flags.DEFINE_integer("train_size", None, "Use at most this many training images (default: all).", lower_bound=1)
 flags.DEFINE_integer("batch_size", 64, "Images per batch.", lower_bound=1)
 flags.DEFINE_integer("input_height", None, f"With --crop: height of the centre crop taken from each image of a "
@@ -120,7 +122,8 @@ flags.DEFINE_enum("z_dist", "uniform_signed", ["uniform_signed", "uniform_unsign
 flags.DEFINE_boolean("G_img_sum", False, "Also write generated images to TensorBoard.")
 flags.DEFINE_integer("seed", None, "Random seed for weights, noise and data order (default: random, "
                      "remembered by the run so that resuming keeps the data order).", lower_bound=0)
-flags.DEFINE_integer("g_steps", 2, "Generator updates per batch (the original runs two).", lower_bound=1)
+flags.DEFINE_integer("g_steps", None, "Generator updates per batch (default: the original's 2; 1, as their sources, for "
+                     "--arch mlp and cs231n, --loss lsgan and --spectral_norm).", lower_bound=1)
 flags.DEFINE_float("ema_decay", 0.999, "Sample, evaluate and export with an exponential moving average of the "
                    "generator's weights with this decay (0: the raw weights, as the original).",
                    lower_bound=0.0, upper_bound=0.99999)
@@ -182,13 +185,14 @@ def _curves_flags(f):
 
 
 # absl's bounds let nan through (every comparison with it is false), and Adam divides by 1 - beta1^t.
-flags.register_validator("learning_rate", math.isfinite, message="--learning_rate must be a finite number, 0 or more")
+flags.register_validator("learning_rate", lambda value: value is None or math.isfinite(value),
+                         message="--learning_rate must be a finite number, 0 or more")
 flags.register_validator("ema_decay", math.isfinite, message="--ema_decay must be a finite number in 0..0.99999")
 
 
 @flags.validator("beta1", message="--beta1 must be at least 0 and below 1")
 def _beta1_below_one(value):
-    return 0 <= value < 1
+    return value is None or 0 <= value < 1
 
 
 @flags.validator("out_name", message="--out_name must be a plain folder name (no '/', '..' or leading '.')")
@@ -316,8 +320,17 @@ def build_model(config, strategy=None):
     from model import build_dcgan, unconditional_layers
     if config["dataset"] not in (*MNIST_LIKE, CURVES) and config["layers"] is None:
         config["layers"] = unconditional_layers(config["output_height"], config["output_width"])
-    return build_dcgan(config, strategy, distribute.usable_precision(FLAGS.precision), FLAGS.learning_rate,
-                       FLAGS.beta1, FLAGS.g_steps, FLAGS.sync_batch_norm, FLAGS.raw_weights)
+    recipe = training_recipe(config)
+    return build_dcgan(config, strategy, distribute.usable_precision(FLAGS.precision), recipe["learning_rate"],
+                       recipe["beta1"], recipe["g_steps"], FLAGS.sync_batch_norm, FLAGS.raw_weights)
+
+
+def training_recipe(config):
+    """How the run trains now: --learning_rate, --beta1 and --g_steps where given, else its variant's
+    source's (model.source_recipe)."""
+    from model import source_recipe
+    recipe = source_recipe(config["arch"], config["loss"], config["spectral_norm"])
+    return {name: value if getattr(FLAGS, name) is None else getattr(FLAGS, name) for name, value in recipe.items()}
 
 
 def download():
@@ -373,7 +386,8 @@ def train(dcgan, run, training_data, strategy):
                             "under another --out_name"):
         clear_unfinished_saves(folder)
         manager = checkpoint_manager(dcgan, folder, FLAGS.max_to_keep)
-        restore(manager, required=False, folder=run.checkpoints, learning_rate=FLAGS.learning_rate)
+        run.config["recipe"] = training_recipe(run.config)  # recorded in config.json, as used
+        restore(manager, required=False, folder=run.checkpoints, learning_rate=run.config["recipe"]["learning_rate"])
         reference = load_eval_reference(run.config["dataset"]) if FLAGS.eval_freq and distribute.is_chief(strategy) else None
         training.train(dcgan, manager, run, training_data, strategy, FLAGS.epoch, FLAGS.sample_freq, FLAGS.ckpt_freq,
                        FLAGS.eval_freq, reference, FLAGS.eval_n, FLAGS.G_img_sum)
@@ -423,7 +437,7 @@ def main(argv):
             return  # a worker: the chief writes the rest
     else:
         restore(checkpoint_manager(dcgan, run.checkpoints, FLAGS.max_to_keep), required=True,
-                learning_rate=FLAGS.learning_rate)
+                learning_rate=training_recipe(run.config)["learning_rate"])
     sample_or_serve(dcgan, run, labels, names)
 
 

@@ -502,6 +502,23 @@ class DCGAN(keras.Model):
         optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
 
 
+# How the original trains: Adam at 0.0002 with beta1 0.5, two G updates per D update.
+ORIGINAL_RECIPE = {"learning_rate": 0.0002, "beta1": 0.5, "g_steps": 2}
+
+
+def source_recipe(arch, loss, spectral_norm):
+    """The training settings of a variant's source, for the settings its flags leave out: CS231N's GAN
+    notebook (mlp, cs231n) trains Adam at 1e-3, beta1 0.5, one G update per D update; LSGAN (Mao et
+    al. 2017) and SN-GAN (Miyato et al. 2018, its setting C: DCGAN's Adam with one D update per G
+    update) update each network once per batch."""
+    recipe = dict(ORIGINAL_RECIPE)
+    if arch in ("mlp", "cs231n"):
+        recipe.update(learning_rate=0.001, g_steps=1)
+    if loss == "lsgan" or spectral_norm:
+        recipe.update(g_steps=1)
+    return recipe
+
+
 def build_dcgan(config, strategy=None, precision="float32", learning_rate=0.0002, beta1=0.5, g_steps=2,
                 sync_batch_norm=False, raw_weights=False):
     """A run's DCGAN, compiled with its optimisers, its variables placed by strategy (default: one device).

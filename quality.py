@@ -27,8 +27,8 @@ RECIPES = {
     "original": ("original recipe (raw weights)", [], ["--raw_weights"]),
     "lsgan": ("least squares (LSGAN)", ["--loss=lsgan"], []),
     "sn": ("spectral norm (SN-GAN)", ["--spectral_norm"], []),
-    "mlp": ("CS231N fully connected", ["--arch=mlp", "--learning_rate=0.001"], []),
-    "cs231n": ("CS231N convolutional", ["--arch=cs231n", "--learning_rate=0.001"], []),
+    "mlp": ("CS231N fully connected", ["--arch=mlp"], []),
+    "cs231n": ("CS231N convolutional", ["--arch=cs231n"], []),
 }
 FIGURES = (("accuracy", "class accuracy %", 100, "{:.2f}"), ("fid", "FID", 1, "{:.2f}"),
            ("intra_fid", "intra-class FID", 1, "{:.2f}"), ("min_diversity", "lowest class diversity", 1, "{:.3f}"),

@@ -11,7 +11,7 @@ import tensorflow as tf
 import evaluate
 import data
 from conftest import TINY, run_main
-from model import DCGAN, adversarial_loss
+from model import DCGAN, ORIGINAL_RECIPE, adversarial_loss, source_recipe
 from serving import ExportedGenerator, export_savedmodel
 from ops import SpectralNormDense
 from test_model import bar_batch, compiled
@@ -119,15 +119,18 @@ def test_a_signed_generator_is_trained_and_sampled_in_its_own_range():
 @pytest.mark.slow
 def test_main_trains_resumes_evaluates_exports_and_generates_a_variant(tmp_path, data_dir):
     args = ["--dataset=mnist", f"--data_dir={data_dir}", "--batch_size=32", "--seed=3",
-            "--arch=mlp", "--loss=lsgan", "--spectral_norm", "--learning_rate=0.001"]
+            "--arch=mlp", "--loss=lsgan", "--spectral_norm"]
     run = "mnist_mlp_lsgan_sn_32_28_28"
     rc, out = run_main([*args, "--train", "--epoch=1"], tmp_path)
     assert rc == 0, out
     with open(tmp_path / "checkpoints" / run / "config.json") as f:
         config = json.load(f)
     assert (config["arch"], config["loss"], config["spectral_norm"], config["z_dim"]) == ("mlp", "lsgan", True, 96)
-    rc, out = run_main([*args, "--train", "--epoch=2", "--eval", "--eval_n=20", "--export"], tmp_path)
+    assert config["recipe"] == {"learning_rate": 0.001, "beta1": 0.5, "g_steps": 1}  # CS231N's, as used
+    rc, out = run_main([*args, "--train", "--epoch=2", "--eval", "--eval_n=20", "--export", "--g_steps=3"], tmp_path)
     assert rc == 0 and f"Restored checkpoints/{run}/ckpt-10" in out and "steps 10..20" in out, out
+    with open(tmp_path / "checkpoints" / run / "config.json") as f:
+        assert json.load(f)["recipe"] == {"learning_rate": 0.001, "beta1": 0.5, "g_steps": 3}  # the flag given wins
     with open(tmp_path / "samples" / run / "eval.json") as f:
         assert json.load(f)["step"] == 20
     rc, out = run_main([*args, "--generate", "--labels=1,2", "--n_per_label=2",
@@ -135,6 +138,13 @@ def test_main_trains_resumes_evaluates_exports_and_generates_a_variant(tmp_path,
     assert rc == 0 and os.path.exists(tmp_path / "samples" / run / "generate_1-2_seed3.png"), out
     rc, out = run_main([*args, "--train", "--epoch=3", "--arch=cs231n", f"--out_name={run}"], tmp_path)
     assert rc == 1 and "was made with --arch=mlp, not cs231n" in out, out
+
+
+def test_each_variant_trains_with_its_sources_recipe():
+    assert source_recipe("dcgan", "gan", False) == ORIGINAL_RECIPE == {"learning_rate": 0.0002, "beta1": 0.5, "g_steps": 2}
+    assert source_recipe("cs231n", "gan", False) == {"learning_rate": 0.001, "beta1": 0.5, "g_steps": 1}
+    assert source_recipe("dcgan", "lsgan", False) == source_recipe("dcgan", "gan", True) == \
+        {"learning_rate": 0.0002, "beta1": 0.5, "g_steps": 1}
 
 
 # ------------------------------------------------------------------ the 1-D toy: --dataset curves
