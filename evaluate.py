@@ -346,6 +346,77 @@ def write_folder_eval(model, folder, step, real_images, n):
     publish(result, format_folder_summary(result), folder)
 
 
+INCEPTION_SIZE = 299
+
+
+def inception_features(weights="imagenet", size=INCEPTION_SIZE):
+    """features(images) -> [N, 2048]: InceptionV3's average-pooled features (keras.applications) of
+    images [N, H, W, 3] (uint8, or floats in [0, 1]) resized to size x size, the space FID and KID are
+    usually measured in. Keras downloads its ImageNet weights once (into ~/.keras/models); where that
+    fails, a DCGANError: no figure comes from untrained features. weights=None is for tests only."""
+    import keras
+    try:
+        net = keras.applications.InceptionV3(include_top=False, weights=weights, pooling="avg",
+                                             input_shape=(size, size, 3))
+    except Exception as e:  # keras raises a bare Exception when the download fails
+        models = os.path.join(os.environ.get("KERAS_HOME", os.path.expanduser(os.path.join("~", ".keras"))), "models")
+        raise utils.DCGANError(f"cannot score colour images: InceptionV3's ImageNet weights are not in {models} and "
+                               f"could not be downloaded ({utils.first_line(e)}); run --eval once with internet "
+                               "access, or copy inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5 there") from None
+
+    def features(images, batch_size=50):
+        out = []
+        for start in range(0, len(images), batch_size):
+            x = np.asarray(images[start:start + batch_size], np.float32)
+            x = x / 255.0 if np.asarray(images[:1]).dtype == np.uint8 else x
+            out.append(net(tf.image.resize(x, (size, size)) * 2.0 - 1.0, training=False).numpy())  # its [-1, 1]
+        return np.concatenate(out)
+    return features
+
+
+def kid(a, b, subset=1000, subsets=10, seed=0):
+    """Kernel inception distance (Binkowski et al. 2018): the unbiased squared MMD between features a
+    and b with the kernel (x.y / d + 1)^3, averaged over subsets of subset rows of each."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    rng, d, m = np.random.default_rng(seed), a.shape[1], min(subset, len(a), len(b))
+    values = []
+    for _ in range(subsets):
+        x, y = a[rng.choice(len(a), m, replace=False)], b[rng.choice(len(b), m, replace=False)]
+        kxx, kyy, kxy = ((x @ x.T / d + 1) ** 3, (y @ y.T / d + 1) ** 3, (x @ y.T / d + 1) ** 3)
+        within = (kxx.sum() - np.trace(kxx) + kyy.sum() - np.trace(kyy)) / (m * (m - 1))
+        values.append(within - 2 * kxy.mean())
+    return float(np.mean(values))
+
+
+def colour_quality(features, generated, real, other_real):
+    """FID and KID of generated images against real ones of a folder, in features (inception_features),
+    beside other_real against them (the floor)."""
+    generated, real, other = features(generated), features(real), features(other_real)
+    return {"fid": fid(generated, real), "kid": kid(generated, real),
+            "real": {"fid": fid(other, real), "kid": kid(other, real)},
+            "samples": int(len(generated)), "real_samples": int(len(real))}
+
+
+def write_colour_eval(model, folder, step, real_images, n, features=None):
+    """--eval of an unconditional model of a colour folder: n generated images against real_images of
+    its folder, split in two halves (one for the figures, the other for their floor), in InceptionV3's
+    features."""
+    from serving import generate
+    features = features or inception_features()
+    print(f"Scoring {n} generated and {len(real_images)} real images with InceptionV3 (a few minutes on a CPU)",
+          flush=True)
+    images = generate(model, None, n=n, seed=EVAL_SEED)[0]
+    half = len(real_images) // 2
+    result = {"step": step, **colour_quality(features, images, real_images[:half], real_images[half:])}
+    publish(result, format_colour_summary(result), folder)
+
+
+def format_colour_summary(result):
+    return (f"FID {result['fid']:.3f}, KID {result['kid']:.4f} in InceptionV3's features (real vs real: FID "
+            f"{result['real']['fid']:.3f}, KID {result['real']['kid']:.4f}; {result['samples']} generated against "
+            f"{result['real_samples']} images of the folder)")
+
+
 def format_folder_summary(result):
     shares = " ".join(f"{k}:{v:.3f}" for k, v in enumerate(result["class_shares"]))
     real = " ".join(f"{k}:{v:.3f}" for k, v in enumerate(result["real"]["class_shares"]))

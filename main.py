@@ -357,10 +357,13 @@ def write_eval(model, folder, step, dataset, config=None):
     if dataset in MNIST_LIKE or dataset == CURVES:
         reference = None if dataset == CURVES else load_eval_reference(dataset)
         return evaluate.write_eval(model, folder, step, FLAGS.eval_n, reference)
-    if config["y_dim"] or config["c_dim"] != 1:
-        raise DCGANError("--eval scores image folders without classes, in grayscale, in an MNIST classifier's "
-                         f"features; run '{os.path.basename(folder)}' is "
-                         + ("conditional" if config["y_dim"] else "in colour"))
+    if config["y_dim"]:
+        raise DCGANError("--eval scores image folders without classes (and MNIST); run "
+                         f"'{os.path.basename(folder)}' is conditional")
+    if config["c_dim"] != 1:  # InceptionV3 at 299x299 on a CPU: fewer images
+        features = evaluate.inception_features()
+        real = data.load_training_data(config, FLAGS.data_dir, download(), limit=4 * FLAGS.eval_n)[0]
+        return evaluate.write_colour_eval(model, folder, step, real, 2 * FLAGS.eval_n, features)
     real = data.load_training_data(config, FLAGS.data_dir, download(), limit=20 * FLAGS.eval_n)[0]
     evaluate.write_folder_eval(model, folder, step, real, 10 * FLAGS.eval_n)
 

@@ -75,9 +75,9 @@ def trained_tiny(tmp_path_factory):
     return lambda target: shutil.copytree(folder, target, dirs_exist_ok=True)
 
 
-def run_main(args, cwd, timeout=600):
-    """Runs main.py in a fresh process; returns (exit code, stdout + stderr)."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+def run_main(args, cwd, timeout=600, env=None):
+    """Runs main.py in a fresh process (env: variables to set besides ours); returns (exit code, stdout + stderr)."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
     return proc.returncode, proc.stdout + proc.stderr

@@ -91,6 +91,40 @@ def test_precision_recall_density_and_coverage_of_known_cases():
     assert noise == {"precision": 0.0, "recall": 0.0, "density": 0.0, "coverage": 0.0}
 
 
+def test_kid_of_known_gaussians():
+    rng = np.random.default_rng(0)
+    a, same, shifted = rng.normal(0, 1, (2000, 16)), rng.normal(0, 1, (2000, 16)), rng.normal(0.5, 1, (2000, 16))
+    assert abs(evaluate.kid(a, same)) < 0.01 < 0.5 < evaluate.kid(a, shifted)  # about 0.95 for this shift
+    assert evaluate.kid(a, shifted) == pytest.approx(evaluate.kid(a, rng.normal(0.5, 1, (2000, 16))), rel=0.2)
+
+
+def colour_folder(n, seed=0):
+    """n pictures of a colour each, under a random shading."""
+    rng = np.random.default_rng(seed)
+    return (rng.uniform(0, 1, (n, 1, 1, 3)) * rng.uniform(0.5, 1, (n, 16, 16, 1)) * 255).astype(np.uint8)
+
+
+def test_colour_figures_of_a_folder_against_itself_and_its_negative():
+    def features(images):  # each quadrant's mean colour: a space where the answers are plain
+        x = np.asarray(images, np.float64) / 255
+        return np.concatenate([x[:, i::2, j::2].mean((1, 2)) for i in (0, 1) for j in (0, 1)], axis=1)
+    folder = colour_folder(600)
+    alike = evaluate.colour_quality(features, folder[:200], folder[200:400], folder[400:])
+    negative = evaluate.colour_quality(features, 255 - folder[:200], folder[200:400], folder[400:])
+    assert alike["fid"] < 0.05 and abs(alike["kid"]) < 0.01 and alike["real"]["fid"] < 0.05
+    assert negative["fid"] > 20 * max(alike["fid"], alike["real"]["fid"]) and negative["kid"] > 0.05
+
+
+def test_inception_features_plumbing_untrained():
+    """InceptionV3 at its smallest size and untrained (weights=None; figures from such features are
+    never reported): the shapes, and the pieces connect."""
+    features = evaluate.inception_features(weights=None, size=75)
+    images = colour_folder(20)
+    assert features(images).shape == (20, 2048) and np.isfinite(features(images)).all()
+    result = evaluate.colour_quality(features, images[:10], images[:10], images[10:])
+    assert result["fid"] < 1e-6 and result["samples"] == result["real_samples"] == 10 and "kid" in result["real"]
+
+
 def test_classifier_is_cached_by_its_data(tmp_path):
     x, y = bar_digits(500, seed=3)
     first, path = evaluate.cached_classifier(x, y, str(tmp_path), verbose=0)
