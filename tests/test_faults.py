@@ -163,6 +163,11 @@ CATALOGUE = [
     ("SavedModel folder that is not an export", nothing, ["--generate", "--from_savedmodel=nowhere"],
      "nowhere is not a SavedModel written by --export"),
     ("stray argument", nothing, ["--train", "stray"], "unexpected arguments: stray"),
+    ("an original's checkpoint that is not there", nothing, ["--import_original=out/mnist/checkpoint"],
+     "no checkpoint at out/mnist/checkpoint: give a folder holding one, or a prefix"),
+    ("an original's checkpoint with an export", nothing, ["--generate", "--import_original=x",
+                                                          "--from_savedmodel=export/x/1"],
+     "--import_original makes a run from the original's checkpoint: it does not go with --from_savedmodel"),
 ]
 
 
