@@ -41,8 +41,11 @@ FOLDER_SETTINGS = ("input_fname_pattern", "crop", "input_height", "input_width")
 Z_DIMS = {"dcgan": 100, "mlp": 96, "cs231n": 96, "curves": 5}
 
 flags.DEFINE_integer("epoch", 25, "Epochs to train.", lower_bound=1)
-flags.DEFINE_float("learning_rate", None, "Adam learning rate, for both networks (default: the variant's source's: "
-                   "the original's 0.0002, CS231N's 0.001 for --arch mlp and cs231n).", lower_bound=0.0)
+flags.DEFINE_float("learning_rate", None, "Adam learning rate, of both networks unless --d_learning_rate (default: the "
+                   "variant's source's: the original's 0.0002, CS231N's 0.001 for --arch mlp and cs231n).",
+                   lower_bound=0.0)
+flags.DEFINE_float("d_learning_rate", None, "Adam learning rate of D alone, where it should differ from G's (the two "
+                   "time-scale update rule, Heusel et al. 2017; default: --learning_rate's).", lower_bound=0.0)
 flags.DEFINE_float("beta1", None, "Adam beta1 (momentum term), for both networks: at least 0, below 1 (default: 0.5, "
                    "as every variant's source).")
 flags.DEFINE_integer("train_size", None, "Use at most this many training images (default: all).", lower_bound=1)
@@ -185,8 +188,9 @@ def _curves_flags(f):
 
 
 # absl's bounds let nan through (every comparison with it is false), and Adam divides by 1 - beta1^t.
-flags.register_validator("learning_rate", lambda value: value is None or math.isfinite(value),
-                         message="--learning_rate must be a finite number, 0 or more")
+for _rate in ("learning_rate", "d_learning_rate"):
+    flags.register_validator(_rate, lambda value: value is None or math.isfinite(value),
+                             message=f"--{_rate} must be a finite number, 0 or more")
 flags.register_validator("ema_decay", math.isfinite, message="--ema_decay must be a finite number in 0..0.99999")
 
 
@@ -322,12 +326,13 @@ def build_model(config, strategy=None):
         config["layers"] = unconditional_layers(config["output_height"], config["output_width"])
     recipe = training_recipe(config)
     return build_dcgan(config, strategy, distribute.usable_precision(FLAGS.precision), recipe["learning_rate"],
-                       recipe["beta1"], recipe["g_steps"], FLAGS.sync_batch_norm, FLAGS.raw_weights)
+                       recipe["beta1"], recipe["g_steps"], FLAGS.sync_batch_norm, FLAGS.raw_weights,
+                       recipe["d_learning_rate"])
 
 
 def training_recipe(config):
-    """How the run trains now: --learning_rate, --beta1 and --g_steps where given, else its variant's
-    source's (model.source_recipe)."""
+    """How the run trains now: --learning_rate, --d_learning_rate, --beta1 and --g_steps where given,
+    else its variant's source's (model.source_recipe)."""
     from model import source_recipe
     recipe = source_recipe(config["arch"], config["loss"], config["spectral_norm"])
     return {name: value if getattr(FLAGS, name) is None else getattr(FLAGS, name) for name, value in recipe.items()}
@@ -390,7 +395,9 @@ def train(dcgan, run, training_data, strategy):
         clear_unfinished_saves(folder)
         manager = checkpoint_manager(dcgan, folder, FLAGS.max_to_keep)
         run.config["recipe"] = training_recipe(run.config)  # recorded in config.json, as used
-        restore(manager, required=False, folder=run.checkpoints, learning_rate=run.config["recipe"]["learning_rate"])
+        recipe = run.config["recipe"]
+        restore(manager, required=False, folder=run.checkpoints, learning_rate=recipe["learning_rate"],
+                d_learning_rate=recipe["d_learning_rate"])
         reference = load_eval_reference(run.config["dataset"]) if FLAGS.eval_freq and distribute.is_chief(strategy) else None
         training.train(dcgan, manager, run, training_data, strategy, FLAGS.epoch, FLAGS.sample_freq, FLAGS.ckpt_freq,
                        FLAGS.eval_freq, reference, FLAGS.eval_n, FLAGS.G_img_sum)

@@ -503,7 +503,8 @@ class DCGAN(keras.Model):
 
 
 # How the original trains: Adam at 0.0002 with beta1 0.5, two G updates per D update.
-ORIGINAL_RECIPE = {"learning_rate": 0.0002, "beta1": 0.5, "g_steps": 2}
+# d_learning_rate None: D's is learning_rate too.
+ORIGINAL_RECIPE = {"learning_rate": 0.0002, "d_learning_rate": None, "beta1": 0.5, "g_steps": 2}
 
 
 def source_recipe(arch, loss, spectral_norm):
@@ -520,7 +521,7 @@ def source_recipe(arch, loss, spectral_norm):
 
 
 def build_dcgan(config, strategy=None, precision="float32", learning_rate=0.0002, beta1=0.5, g_steps=2,
-                sync_batch_norm=False, raw_weights=False):
+                sync_batch_norm=False, raw_weights=False, d_learning_rate=None):
     """A run's DCGAN, compiled with its optimisers, its variables placed by strategy (default: one device).
     config: the run's settings (run.py: sizes, widths, arch, loss, seed, ...); the rest are how it trains
     and samples now, free to change on every resume."""
@@ -534,7 +535,8 @@ def build_dcgan(config, strategy=None, precision="float32", learning_rate=0.0002
                       spectral_norm=config["spectral_norm"], sync_batch_norm=sync_batch_norm, precision=precision,
                       layers=config.get("layers") or 4)
         # epsilon 1e-8 is TF1's AdamOptimizer default, which the original used (Keras' is 1e-7).
-        dcgan.compile(d_optimizer=FusedAdam(learning_rate, beta_1=beta1, epsilon=1e-8),
+        d_rate = learning_rate if d_learning_rate is None else d_learning_rate  # a two time-scale rule when they differ
+        dcgan.compile(d_optimizer=FusedAdam(d_rate, beta_1=beta1, epsilon=1e-8),
                       g_optimizer=FusedAdam(learning_rate, beta_1=beta1, epsilon=1e-8))
     dcgan.sample_average = not raw_weights
     return dcgan

@@ -180,10 +180,11 @@ def readable_checkpoint(prefix):
         return False
 
 
-def restore(manager, required, folder=None, learning_rate=None):
+def restore(manager, required, folder=None, learning_rate=None, d_learning_rate=None):
     """Loads the latest checkpoint of folder (default: the manager's) into the model; returns whether
     there was one. Every worker of a multi-worker run restores the chief's. The checkpoint brings the
-    optimisers' learning rate back too: learning_rate, when given, replaces it."""
+    optimisers' learning rate back too: learning_rate, when given, replaces it (D's by d_learning_rate
+    where that is given)."""
     import tensorflow as tf
     path = tf.train.latest_checkpoint(folder or manager.directory)
     if path is None:
@@ -197,8 +198,8 @@ def restore(manager, required, folder=None, learning_rate=None):
     except (tf.errors.OpError, IndexError) as e:  # IndexError: a data file cut short
         raise DCGANError(f"cannot read checkpoint {path}: {first_line(getattr(e, 'message', e))}") from None
     if learning_rate is not None:
-        for optimizer in (manager.checkpoint.d_optimizer, manager.checkpoint.g_optimizer):
-            optimizer.learning_rate.assign(learning_rate)
+        manager.checkpoint.g_optimizer.learning_rate.assign(learning_rate)
+        manager.checkpoint.d_optimizer.learning_rate.assign(learning_rate if d_learning_rate is None else d_learning_rate)
     print(f"Restored {path}")
     return True
 

@@ -489,16 +489,18 @@ def test_a_checkpoint_data_file_cut_short_is_one_line(tmp_path, trained_tiny):
             runs.restore(manager, required=True)
 
 
-def test_resume_past_a_damaged_checkpoint_list_takes_the_learning_rate_given_now(tmp_path, trained_tiny):
+def test_resume_past_a_damaged_checkpoint_list_takes_the_learning_rates_given_now(tmp_path, trained_tiny):
     trained_tiny(tmp_path)  # trained at the default 0.0002
     # Without the list's repair, TF would see no checkpoint, and training would start over from step 0.
     (tmp_path / "checkpoints" / RUN / "checkpoint").write_text('model_checkpoint_path: "ckpt-10"\nall_mod')
-    rc, out = run_main(train_args("--train", "--epoch=2", "--learning_rate=0.0005"), tmp_path)
+    rc, out = run_main(train_args("--train", "--epoch=2", "--learning_rate=0.0005", "--d_learning_rate=0.0008"),
+                       tmp_path)
     assert rc == 0 and "Traceback" not in out, out
     assert "or named one that does not read: rebuilt it" in out and "steps 10..20" in out, out
     reader = tf.train.load_checkpoint(str(tmp_path / "checkpoints" / RUN / "ckpt-20"))
-    rates = [reader.get_tensor(k) for k in reader.get_variable_to_shape_map() if k.endswith("_learning_rate/.ATTRIBUTES/VARIABLE_VALUE")]
-    assert len(rates) == 2 and all(r == pytest.approx(0.0005) for r in rates)
+    rates = {k.split("/")[0]: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
+             if k.endswith("_learning_rate/.ATTRIBUTES/VARIABLE_VALUE")}
+    assert rates == {"g_optimizer": pytest.approx(0.0005), "d_optimizer": pytest.approx(0.0008)}, rates
 
 
 def test_same_seed_gives_the_same_losses(tmp_path, trained_tiny):

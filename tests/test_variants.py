@@ -126,11 +126,13 @@ def test_main_trains_resumes_evaluates_exports_and_generates_a_variant(tmp_path,
     with open(tmp_path / "checkpoints" / run / "config.json") as f:
         config = json.load(f)
     assert (config["arch"], config["loss"], config["spectral_norm"], config["z_dim"]) == ("mlp", "lsgan", True, 96)
-    assert config["recipe"] == {"learning_rate": 0.001, "beta1": 0.5, "g_steps": 1}  # CS231N's, as used
-    rc, out = run_main([*args, "--train", "--epoch=2", "--eval", "--eval_n=20", "--export", "--g_steps=3"], tmp_path)
+    assert config["recipe"] == {"learning_rate": 0.001, "d_learning_rate": None, "beta1": 0.5, "g_steps": 1}  # CS231N's
+    rc, out = run_main([*args, "--train", "--epoch=2", "--eval", "--eval_n=20", "--export", "--g_steps=3",
+                        "--d_learning_rate=0.0004"], tmp_path)
     assert rc == 0 and f"Restored checkpoints/{run}/ckpt-10" in out and "steps 10..20" in out, out
     with open(tmp_path / "checkpoints" / run / "config.json") as f:
-        assert json.load(f)["recipe"] == {"learning_rate": 0.001, "beta1": 0.5, "g_steps": 3}  # the flag given wins
+        assert json.load(f)["recipe"] == {"learning_rate": 0.001, "d_learning_rate": 0.0004, "beta1": 0.5,
+                                          "g_steps": 3}  # the flags given win
     with open(tmp_path / "samples" / run / "eval.json") as f:
         assert json.load(f)["step"] == 20
     rc, out = run_main([*args, "--generate", "--labels=1,2", "--n_per_label=2",
@@ -141,10 +143,10 @@ def test_main_trains_resumes_evaluates_exports_and_generates_a_variant(tmp_path,
 
 
 def test_each_variant_trains_with_its_sources_recipe():
-    assert source_recipe("dcgan", "gan", False) == ORIGINAL_RECIPE == {"learning_rate": 0.0002, "beta1": 0.5, "g_steps": 2}
-    assert source_recipe("cs231n", "gan", False) == {"learning_rate": 0.001, "beta1": 0.5, "g_steps": 1}
-    assert source_recipe("dcgan", "lsgan", False) == source_recipe("dcgan", "gan", True) == \
-        {"learning_rate": 0.0002, "beta1": 0.5, "g_steps": 1}
+    assert source_recipe("dcgan", "gan", False) == ORIGINAL_RECIPE == \
+        {"learning_rate": 0.0002, "d_learning_rate": None, "beta1": 0.5, "g_steps": 2}
+    assert source_recipe("cs231n", "gan", False) == {**ORIGINAL_RECIPE, "learning_rate": 0.001, "g_steps": 1}
+    assert source_recipe("dcgan", "lsgan", False) == {**ORIGINAL_RECIPE, "g_steps": 1}
 
 
 # ------------------------------------------------------------------ the 1-D toy: --dataset curves
