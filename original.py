@@ -111,18 +111,21 @@ def infer_config(tensors, height=None, width=None):
     g0 = shape(tensors, "generator/g_h0_lin/Matrix")
     if unconditional:
         gf_dim = shape(tensors, "generator/g_h4/w")[3]
+        # gfc_dim and dfc_dim: the unconditional networks have no such layers; the flags' defaults.
         config = dict(y_dim=0, z_dim=g0[0], c_dim=shape(tensors, "generator/g_h4/w")[2], gf_dim=gf_dim,
                       df_dim=shape(tensors, "discriminator/d_h0_conv/w")[3], gfc_dim=1024, dfc_dim=1024, layers=4)
-        smallest = g0[1] // (gf_dim * 8)  # (H/16) * (W/16), sizes halving rounded up
-        height, width = output_size(smallest, 16, height, width)
+        smallest, factor = g0[1] // max(gf_dim * 8, 1), 16  # (H/16) * (W/16), sizes halving rounded up
     else:
         h2 = shape(tensors, "generator/g_h2/w")
         y_dim, gf_dim = h2[3] - h2[2], h2[2] // 2
         config = dict(y_dim=y_dim, z_dim=g0[0] - y_dim, c_dim=shape(tensors, "generator/g_h3/w")[2], gf_dim=gf_dim,
                       df_dim=shape(tensors, "discriminator/d_h1_conv/w")[3] - y_dim, gfc_dim=g0[1],
                       dfc_dim=shape(tensors, "discriminator/d_h2_lin/Matrix")[1], layers=None)
-        smallest = shape(tensors, "generator/g_h1_lin/Matrix")[1] // (gf_dim * 2)  # (H/4) * (W/4)
-        height, width = output_size(smallest, 4, height, width)
+        smallest, factor = shape(tensors, "generator/g_h1_lin/Matrix")[1] // max(gf_dim * 2, 1), 4  # (H/4) * (W/4)
+    widths = {k: int(v) for k, v in config.items() if k not in ("y_dim", "layers")}
+    if min(widths.values()) < 1:
+        raise DCGANError(f"the checkpoint's shapes fit no DCGAN-tensorflow model (they give {widths})")
+    height, width = output_size(smallest, factor, height, width)
     return {**{k: int(v) for k, v in config.items() if v is not None}, "layers": config["layers"],
             "output_height": height, "output_width": width}
 
