@@ -126,7 +126,7 @@ flags.DEFINE_boolean("G_img_sum", False, "Also write generated images to TensorB
 flags.DEFINE_integer("seed", None, "Random seed for weights, noise and data order (default: random, "
                      "remembered by the run so that resuming keeps the data order).", lower_bound=0)
 flags.DEFINE_integer("g_steps", None, "Generator updates per batch (default: the original's 2; 1, as their sources, for "
-                     "--arch mlp and cs231n, --loss lsgan and --spectral_norm).", lower_bound=1)
+                     "--arch mlp and cs231n and --loss lsgan).", lower_bound=1)
 flags.DEFINE_float("ema_decay", 0.999, "Sample, evaluate and export with an exponential moving average of the "
                    "generator's weights with this decay (0: the raw weights, as the original).",
                    lower_bound=0.0, upper_bound=0.99999)
@@ -332,9 +332,9 @@ def build_model(config, strategy=None):
 
 def training_recipe(config):
     """How the run trains now: --learning_rate, --d_learning_rate, --beta1 and --g_steps where given,
-    else its variant's source's (model.source_recipe)."""
-    from model import source_recipe
-    recipe = source_recipe(config["arch"], config["loss"], config["spectral_norm"])
+    else its variant's (model.variant_recipe)."""
+    from model import variant_recipe
+    recipe = variant_recipe(config["arch"], config["loss"])
     return {name: value if getattr(FLAGS, name) is None else getattr(FLAGS, name) for name, value in recipe.items()}
 
 

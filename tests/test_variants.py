@@ -11,7 +11,7 @@ import tensorflow as tf
 import evaluate
 import data
 from conftest import TINY, run_main
-from model import DCGAN, ORIGINAL_RECIPE, adversarial_loss, source_recipe
+from model import DCGAN, ORIGINAL_RECIPE, adversarial_loss, variant_recipe
 from serving import ExportedGenerator, export_savedmodel
 from ops import SpectralNormDense
 from test_model import bar_batch, compiled
@@ -142,11 +142,11 @@ def test_main_trains_resumes_evaluates_exports_and_generates_a_variant(tmp_path,
     assert rc == 1 and "was made with --arch=mlp, not cs231n" in out, out
 
 
-def test_each_variant_trains_with_its_sources_recipe():
-    assert source_recipe("dcgan", "gan", False) == ORIGINAL_RECIPE == \
+def test_each_variant_trains_with_its_recipe():
+    assert variant_recipe("dcgan", "gan") == ORIGINAL_RECIPE == \
         {"learning_rate": 0.0002, "d_learning_rate": None, "beta1": 0.5, "g_steps": 2}
-    assert source_recipe("cs231n", "gan", False) == {**ORIGINAL_RECIPE, "learning_rate": 0.001, "g_steps": 1}
-    assert source_recipe("dcgan", "lsgan", False) == {**ORIGINAL_RECIPE, "g_steps": 1}
+    assert variant_recipe("cs231n", "gan") == {**ORIGINAL_RECIPE, "learning_rate": 0.001, "g_steps": 1}
+    assert variant_recipe("dcgan", "lsgan") == {**ORIGINAL_RECIPE, "g_steps": 1}
 
 
 # ------------------------------------------------------------------ the 1-D toy: --dataset curves
