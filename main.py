@@ -125,6 +125,9 @@ flags.DEFINE_enum("z_dist", "uniform_signed", ["uniform_signed", "uniform_unsign
 flags.DEFINE_boolean("G_img_sum", False, "Also write generated images to TensorBoard.")
 flags.DEFINE_integer("seed", None, "Random seed for weights, noise and data order (default: random, "
                      "remembered by the run so that resuming keeps the data order).", lower_bound=0)
+flags.DEFINE_enum("recipe", "original", ["original", "best"], "How to train, where --learning_rate, --d_learning_rate, "
+                  "--beta1 and --g_steps are not given: original, the variant's own recipe (the original's for the "
+                  "default networks); best, the best one measured here (docs/quality.md). Stored with the run.")
 flags.DEFINE_integer("g_steps", None, "Generator updates per batch (default: the original's 2; 1, as their sources, for "
                      "--arch mlp and cs231n and --loss lsgan).", lower_bound=1)
 flags.DEFINE_float("ema_decay", 0.999, "Sample, evaluate and export with an exponential moving average of the "
@@ -332,9 +335,9 @@ def build_model(config, strategy=None):
 
 def training_recipe(config):
     """How the run trains now: --learning_rate, --d_learning_rate, --beta1 and --g_steps where given,
-    else its variant's (model.variant_recipe)."""
-    from model import variant_recipe
-    recipe = variant_recipe(config["arch"], config["loss"])
+    else its variant's (model.variant_recipe) as its --recipe changes it."""
+    from model import RECIPES, variant_recipe
+    recipe = {**variant_recipe(config["arch"], config["loss"]), **RECIPES[config["recipe"]]}
     return {name: value if getattr(FLAGS, name) is None else getattr(FLAGS, name) for name, value in recipe.items()}
 
 
@@ -394,8 +397,7 @@ def train(dcgan, run, training_data, strategy):
                             "under another --out_name"):
         clear_unfinished_saves(folder)
         manager = checkpoint_manager(dcgan, folder, FLAGS.max_to_keep)
-        run.config["recipe"] = training_recipe(run.config)  # recorded in config.json, as used
-        recipe = run.config["recipe"]
+        recipe = run.config["training"] = training_recipe(run.config)  # recorded in config.json, as used
         restore(manager, required=False, folder=run.checkpoints, learning_rate=recipe["learning_rate"],
                 d_learning_rate=recipe["d_learning_rate"])
         reference = load_eval_reference(run.config["dataset"]) if FLAGS.eval_freq and distribute.is_chief(strategy) else None

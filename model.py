@@ -507,6 +507,10 @@ class DCGAN(keras.Model):
 ORIGINAL_RECIPE = {"learning_rate": 0.0002, "d_learning_rate": None, "beta1": 0.5, "g_steps": 2}
 
 
+# --recipe: changes to the variant's recipe. best: see docs/quality.md for the sweep that chose it.
+RECIPES = {"original": {}, "best": {"g_steps": 1}}
+
+
 def variant_recipe(arch, loss):
     """The training settings of a variant, for those its flags leave out: its source's where they
     learn here. CS231N's GAN notebook (mlp, cs231n) trains Adam at 1e-3, beta1 0.5, one G update per

@@ -503,12 +503,26 @@ def test_resume_past_a_damaged_checkpoint_list_takes_the_learning_rates_given_no
     assert rates == {"g_optimizer": pytest.approx(0.0005), "d_optimizer": pytest.approx(0.0008)}, rates
 
 
-def test_same_seed_gives_the_same_losses(tmp_path, trained_tiny):
+def test_same_seed_gives_the_same_losses_and_recipe_original_is_the_default(tmp_path, trained_tiny):
     trained_tiny(tmp_path)  # one process trained it with --seed=3; another does so again here
-    assert run_main(train_args("--train", "--epoch=1", "--out_name=again"), tmp_path)[0] == 0
+    assert run_main(train_args("--train", "--epoch=1", "--out_name=again", "--recipe=original"), tmp_path)[0] == 0
     # (That another seed gives other losses is tested in-process, in test_model.)
     first, again = summary_values(tmp_path / "logs" / RUN), summary_values(tmp_path / "logs" / "again")
     # Two processes on one machine run the same kernels; a tolerance still spares threading's rounding.
     for name in ("d_loss", "g_loss"):
         assert len(first[name]) == 10
         np.testing.assert_allclose(first[name], again[name], rtol=1e-4, atol=1e-6)
+
+
+def test_recipe_best_sets_the_training_flags_a_flag_given_wins_and_the_run_keeps_it(tmp_path, trained_tiny):
+    from model import ORIGINAL_RECIPE, RECIPES
+    trained_tiny(tmp_path)
+    rc, out = run_main(train_args("--train", "--epoch=1", "--out_name=best", "--recipe=best", "--beta1=0.7"), tmp_path)
+    assert rc == 0, out
+    config = json.loads((tmp_path / "checkpoints" / "best" / "config.json").read_text())
+    assert config["recipe"] == "best" and config["training"] == {**ORIGINAL_RECIPE, **RECIPES["best"], "beta1": 0.7}
+    rc, out = run_main(train_args("--train", "--epoch=2", "--out_name=best", "--recipe=original"), tmp_path)
+    assert rc == 1 and "was made with --recipe=best, not original" in out, out
+    rc, out = run_main(train_args("--train", "--epoch=2", "--out_name=best"), tmp_path)  # kept without the flag
+    assert rc == 0 and json.loads((tmp_path / "checkpoints" / "best" / "config.json").read_text())["training"] == \
+        {**ORIGINAL_RECIPE, **RECIPES["best"]}, out

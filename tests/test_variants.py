@@ -126,12 +126,13 @@ def test_main_trains_resumes_evaluates_exports_and_generates_a_variant(tmp_path,
     with open(tmp_path / "checkpoints" / run / "config.json") as f:
         config = json.load(f)
     assert (config["arch"], config["loss"], config["spectral_norm"], config["z_dim"]) == ("mlp", "lsgan", True, 96)
-    assert config["recipe"] == {"learning_rate": 0.001, "d_learning_rate": None, "beta1": 0.5, "g_steps": 1}  # CS231N's
+    assert config["recipe"] == "original"
+    assert config["training"] == {"learning_rate": 0.001, "d_learning_rate": None, "beta1": 0.5, "g_steps": 1}  # CS231N's
     rc, out = run_main([*args, "--train", "--epoch=2", "--eval", "--eval_n=20", "--export", "--g_steps=3",
                         "--d_learning_rate=0.0004"], tmp_path)
     assert rc == 0 and f"Restored checkpoints/{run}/ckpt-10" in out and "steps 10..20" in out, out
     with open(tmp_path / "checkpoints" / run / "config.json") as f:
-        assert json.load(f)["recipe"] == {"learning_rate": 0.001, "d_learning_rate": 0.0004, "beta1": 0.5,
+        assert json.load(f)["training"] == {"learning_rate": 0.001, "d_learning_rate": 0.0004, "beta1": 0.5,
                                           "g_steps": 3}  # the flags given win
     with open(tmp_path / "samples" / run / "eval.json") as f:
         assert json.load(f)["step"] == 20
