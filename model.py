@@ -507,7 +507,8 @@ class DCGAN(keras.Model):
 ORIGINAL_RECIPE = {"learning_rate": 0.0002, "d_learning_rate": None, "beta1": 0.5, "g_steps": 2}
 
 
-# --recipe: changes to the variant's recipe. best: see docs/quality.md for the sweep that chose it.
+# --recipe: changes to the variant's recipe. best: one G update per D update, which after two epochs drew
+# lower FID, more varied digits and more recall than the original's two (docs/quality.md, three seeds).
 RECIPES = {"original": {}, "best": {"g_steps": 1}}
 
 

@@ -25,6 +25,7 @@ STEPS_PER_EPOCH = 70000 // 64  # MNIST's train and test splits, joined as the or
 RECIPES = {
     "defaults": ("defaults (weight average)", [], []),
     "original": ("original recipe (raw weights)", [], ["--raw_weights"]),
+    "best": ("--recipe best (one G update)", ["--recipe=best"], []),
     "lsgan": ("least squares (LSGAN)", ["--loss=lsgan"], []),
     "sn": ("spectral norm (SN-GAN)", ["--spectral_norm"], []),
     "mlp": ("CS231N fully connected", ["--arch=mlp"], []),
