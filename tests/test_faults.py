@@ -382,7 +382,10 @@ def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp
     assert rc == 1
     assert error_lines(out)[-1].startswith("Error: non-finite loss at step 11 (")
     assert f"the last good checkpoint is kept: checkpoints/{RUN}/ckpt-10" in out
-    assert snapshot(ckpt) == before
+    after = snapshot(ckpt)
+    assert after.pop("config.json") != before.pop("config.json")  # it records what the attempt trained with
+    assert json.loads((ckpt / "config.json").read_text())["training"]["learning_rate"] == 1e30
+    assert after == before  # the checkpoints are untouched
     values = summary_values(tmp_path / "logs" / RUN)
     assert len(values["g_loss"]) == 10  # the 10 good steps, nothing of step 11
     assert all(np.all(np.isfinite(v)) for v in values.values())
