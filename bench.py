@@ -18,6 +18,11 @@ Prints a table, then one JSON line, all measured in this process after warm-up:
 
     python bench.py --data_dir ../shared/data [--steps 60] [--warmup 10] [--loop_steps 400] [--profile]
 
+With --demo_clients it measures the demo under load instead (loadtest.py: requests/s, latency, files
+held, server memory for each number of concurrent clients):
+
+    python bench.py --demo_clients 1,8,32 [--demo_seconds 30] [--from_savedmodel export/...] [--demo_port 7861]
+
 main.py's flags apply (--batch_size, --g_steps, --data_dir, --dataset, ...). Without MNIST in --data_dir
 (nor through tensorflow-datasets) the loop is left out, with the reason.
 """
@@ -35,6 +40,7 @@ import tensorflow as tf
 from absl import app, flags, logging
 
 import distribute
+import loadtest
 import ops
 import utils
 import train
@@ -48,6 +54,13 @@ flags.DEFINE_boolean("profile", False, "Also profile 20 float32 training steps w
 flags.DEFINE_integer("loop_steps", 400, "Steps of the training loop to time on real data (0: leave the loop "
                      "out). The default spans two rounds of samples and checkpoints at their default frequency.",
                      lower_bound=0)
+flags.DEFINE_list("demo_clients", [], "Measure the demo under load instead: numbers of concurrent clients, one "
+                  "level each, in this order (main.py's --from_savedmodel and --demo_port apply).")
+flags.DEFINE_float("demo_seconds", 30, "With --demo_clients: seconds each level sends requests for.", lower_bound=1)
+flags.DEFINE_integer("images_per_digit", 4, "With --demo_clients: images of each digit per request (the page's "
+                     "default: 4).", lower_bound=1, upper_bound=16)
+flags.register_validator("demo_clients", lambda levels: all(c.isdigit() and int(c) > 0 for c in levels),
+                         "--demo_clients takes whole numbers of clients above 0, e.g. 1,8,32")
 FLAGS = flags.FLAGS
 
 MATMUL = 2048
@@ -250,6 +263,9 @@ def table(result, data_note):
 
 def bench(_):
     logging.set_verbosity(logging.ERROR)  # no notes from the SavedModel writer nor the FLOP counter
+    if FLAGS.demo_clients:
+        return loadtest.load_table(FLAGS.from_savedmodel, [int(c) for c in FLAGS.demo_clients], FLAGS.demo_seconds,
+                                   FLAGS.images_per_digit, FLAGS.demo_port)
     if FLAGS.seed is None:
         FLAGS.seed = 0
     if FLAGS.profile:  # ops one at a time, so that their durations add up to the step's

@@ -1,18 +1,16 @@
 """Load on the demo: concurrent clients against `main.py --demo` on 127.0.0.1, the figures an operator
-sizes a machine by.
+sizes a machine by. bench.py's --demo_clients runs it; from Python, call `load_table`.
 
 Starts the demo as an operator would (main.py --demo, a process of its own, its temporary files in a
-folder of this script's), then for each number of clients in --clients runs that many gradio_client
-clients at once for --seconds, each asking again and again for the page's first grid (every digit,
---images_per_digit of each) with a seed never asked before. Prints a table: requests answered per
+folder of this module's), then for each number of clients runs that many gradio_client clients at
+once for the given seconds, each asking again and again for the page's first grid (every digit,
+images_per_digit of each) with a seed never asked before. Prints a table: requests answered per
 second, latency p50/p95 (the request and the download of the PNG it links), errors and the first
 one's message, the files the demo holds after the level, and the server's resident memory after
 it (beside its memory before the first request).
 
-    python loadtest.py [--from_savedmodel export/mnist_64_28_28/1093] [--clients 1,8,32] [--seconds 30]
-
-Without --from_savedmodel it serves an untrained export of the default MNIST model: drawing takes
-as long with any weights.
+Without an export it serves an untrained export of the default MNIST model: drawing takes as long
+with any weights.
 """
 import itertools
 import logging
@@ -26,17 +24,10 @@ import time
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import numpy as np
-from absl import app, flags
+
+from utils import cpu_model
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
-
-flags.DEFINE_string("from_savedmodel", "", "Export to serve (a version folder; default: an untrained one).")
-flags.DEFINE_list("clients", ["1", "8", "32"], "Numbers of concurrent clients, one level each, in this order.")
-flags.DEFINE_float("seconds", 30, "Seconds each level sends requests for.", lower_bound=1)
-flags.DEFINE_integer("images_per_digit", 4, "Images per digit in each request (the page's default: 4).",
-                     lower_bound=1, upper_bound=16)
-flags.DEFINE_integer("port", 7861, "Port the demo listens on (127.0.0.1).", lower_bound=1, upper_bound=65535)
-FLAGS = flags.FLAGS
 
 
 def untrained_export(folder):
@@ -98,33 +89,29 @@ def drive(url, clients, seconds, digits, n, seeds, downloads):
     return latencies, errors
 
 
-def loadtest(_):
-    from utils import cpu_model
+def load_table(export, levels, seconds, images_per_digit, port):
+    """Prints the table for each number of clients in levels; export: a version folder, or "" for an untrained one."""
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per HTTP request otherwise
     with tempfile.TemporaryDirectory(prefix="dcgan_loadtest_") as folder:
-        export = FLAGS.from_savedmodel or untrained_export(os.path.join(folder, "export"))
+        export = export or untrained_export(os.path.join(folder, "export"))
         demo_files = os.path.join(folder, "demo")
         os.makedirs(demo_files)
-        server = start_demo(export, FLAGS.port, demo_files)
-        url = f"http://127.0.0.1:{FLAGS.port}/"
+        server = start_demo(export, port, demo_files)
+        url = f"http://127.0.0.1:{port}/"
         try:
             print(f"Demo of {export} on {url}; {cpu_model()}, {os.cpu_count()} CPUs; "
-                  f"{FLAGS.images_per_digit} images of each digit per request, {FLAGS.seconds:g} s per level.")
+                  f"{images_per_digit} images of each digit per request, {seconds:g} s per level.")
             print(f"Server memory before the first request: {resident_mb(server.pid):.0f} MB\n")
             print("| clients | requests | requests/s | p50 s | p95 s | errors | files held after | server MB after |")
             print("| --- | --- | --- | --- | --- | --- | --- | --- |")
             seeds = itertools.count()  # next() is atomic: every request's seed is new
-            for clients in map(int, FLAGS.clients):
-                latencies, errors = drive(url, clients, FLAGS.seconds, [str(d) for d in range(10)],
-                                          FLAGS.images_per_digit, seeds, os.path.join(folder, "downloads"))
+            for clients in levels:
+                latencies, errors = drive(url, clients, seconds, [str(d) for d in range(10)], images_per_digit, seeds,
+                                          os.path.join(folder, "downloads"))
                 p50, p95 = np.percentile(latencies, [50, 95]) if latencies else (float("nan"),) * 2
-                print(f"| {clients} | {len(latencies)} | {len(latencies) / FLAGS.seconds:.2f} | {p50:.2f} | {p95:.2f} "
+                print(f"| {clients} | {len(latencies)} | {len(latencies) / seconds:.2f} | {p50:.2f} | {p95:.2f} "
                       f"| {len(errors)}{' (' + errors[0] + ')' if errors else ''} | {files_under(demo_files)} "
                       f"| {resident_mb(server.pid):.0f} |", flush=True)
         finally:
             server.terminate()
             server.wait(timeout=60)
-
-
-if __name__ == "__main__":
-    app.run(loadtest)

@@ -23,6 +23,7 @@ from utils import DCGANError, first_line
 LINEAR_NAMES, CONV_NAMES = {"kernel": "Matrix", "bias": "bias"}, {"kernel": "w", "bias": "biases"}
 # Its Adam slots: <variable>/Adam holds the first moment, <variable>/Adam_1 the second.
 FIRST_MOMENT, SECOND_MOMENT = "/Adam", "/Adam_1"
+SETTINGS_FILE = "flags.json"
 Z_DISTS = {"uniform_signed": "uniform_signed", "uniform_unsigned": "uniform_unsigned", "normal01": "normal"}
 
 
@@ -86,13 +87,15 @@ def read_tensors(prefix):
     return tensors
 
 
-def saved_flags(prefix):
-    """The original's FLAGS.json (written beside its checkpoint folder), or {}."""
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(prefix))), "FLAGS.json")
+def saved_settings(prefix):
+    """The settings file the original writes beside its checkpoint folder (flags.json, in capitals there;
+    any case here, as copies between file systems change it), or {}."""
+    folder = os.path.dirname(os.path.dirname(os.path.abspath(prefix)))
     try:
-        with open(path) as f:
+        name = next(n for n in sorted(os.listdir(folder)) if n.lower() == SETTINGS_FILE)
+        with open(os.path.join(folder, name)) as f:
             saved = json.load(f)
-    except (OSError, ValueError):
+    except (OSError, ValueError, StopIteration):
         return {}
     return saved if isinstance(saved, dict) else {}
 
@@ -203,8 +206,8 @@ def describe(config, prefix, step, slots):
 def imported_config(tensors, prefix, config, given):
     """The run's settings for the checkpoint: config (the settings asked for: dataset, batch size, seed
     ...) with the model's own from the variables' shapes, sizes the shapes leave open from the flags
-    given or the original's FLAGS.json. given: the settings the user gave explicitly, which must agree."""
-    saved = saved_flags(prefix)
+    given or the original's settings file. given: the settings the user gave explicitly, which must agree."""
+    saved = saved_settings(prefix)
     height = config["output_height"] if "output_height" in given else whole(saved.get("output_height"))
     width = config["output_width"] if "output_width" in given else whole(saved.get("output_width"))
     model = infer_config(tensors, height, width)

@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 import demo
+import loadtest
 import utils
 from conftest import ROOT, TINY, TINY_RUN_ARGS
 from model import DCGAN
@@ -232,3 +233,13 @@ def test_a_full_queue_answers_at_once_that_it_is_busy(exported, monkeypatch):
     finally:
         finish.set()
         app.close()
+
+
+def test_the_load_script_drives_main_demo_and_reports_each_level(exported, capsys):
+    """bench.py --demo_clients: main.py --demo in its own process, clients at two levels, one table row each."""
+    loadtest.load_table(exported[1], [1, 2], seconds=2, images_per_digit=1, port=free_port())
+    rows = [line.strip("|").split("|") for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    assert [row[0].strip() for row in rows] == ["clients", "---", "1", "2"]
+    for clients, requests, per_second, p50, p95, errors, files, memory in rows[2:]:
+        assert int(requests) >= 1 and float(per_second) > 0 and 0 < float(p50) <= float(p95), rows
+        assert errors.strip() == "0" and int(files) > 0 and float(memory) > 100, rows

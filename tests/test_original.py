@@ -84,7 +84,7 @@ def imported(folder):
     """(our DCGAN with the checkpoint in folder loaded, whether it had Adam slots, the model's settings)."""
     prefix = original.checkpoint_prefix(folder)
     tensors = original.read_tensors(prefix)
-    saved = original.saved_flags(prefix)
+    saved = original.saved_settings(prefix)
     config = original.infer_config(tensors, saved.get("output_height"), saved.get("output_width"))
     dcgan = build_dcgan({**config, "seed": 0, "z_dist": "uniform_signed", "ema_decay": 0.0, "arch": "dcgan",
                          "loss": "gan", "spectral_norm": False})
