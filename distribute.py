@@ -12,16 +12,25 @@ import re
 import subprocess
 import sys
 
-from utils import DCGANError, cpu_model, has_bfloat16_cpu
+from utils import DCGANError, cpu_model, has_bfloat16_cpu, isa_cap_hiding
 
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
 
+def crashing_cap(precision):
+    """The ONEDNN_MAX_CPU_ISA under which precision's kernels would crash here (no GPU takes them), or None."""
+    import tensorflow as tf
+    return None if tf.config.list_physical_devices("GPU") else isa_cap_hiding(precision)
+
+
 def missing_hardware(precision):
-    """What precision lacks here to be faster than float32 (None when nothing)."""
+    """What precision lacks here to be faster than float32, or to run at all (None when nothing)."""
     import tensorflow as tf
     gpus = tf.config.list_physical_devices("GPU")
+    if crashing_cap(precision):
+        return (f"oneDNN free to use this CPU's 16-bit instructions, which ONEDNN_MAX_CPU_ISA={crashing_cap(precision)} "
+                "forbids")
     if precision == "mixed_bfloat16":
         ampere = [gpu for gpu in gpus
                   if tf.config.experimental.get_device_details(gpu).get("compute_capability", (0, 0)) >= (8, 0)]
@@ -34,8 +43,14 @@ def missing_hardware(precision):
 
 def usable_precision(precision):
     """precision, or float32 with a warning for mixed_bfloat16 where no device here has bfloat16
-    arithmetic; mixed_float16 runs anywhere (on a CPU, slowly, with a warning: to check a GPU setting)."""
+    arithmetic, and for either 16-bit format where ONEDNN_MAX_CPU_ISA hides the CPU's instructions for it
+    (TF's kernels crash then); mixed_float16 runs anywhere else (on a CPU, slowly, with a warning: to check
+    a GPU setting)."""
     missing = missing_hardware(precision)
+    if crashing_cap(precision):
+        print(f"Warning: --precision {precision} needs {missing}; TF's kernels would crash, so this runs in float32",
+              file=sys.stderr)
+        return "float32"
     if missing and precision == "mixed_bfloat16":
         print(f"Warning: --precision mixed_bfloat16 needs {missing}; emulated it would be many times slower, "
               "so this runs in float32", file=sys.stderr)

@@ -248,7 +248,7 @@ class StopSignals:
 
 
 # The CPU features that decide which kernels run: AVX2 or AVX-512 float32, bfloat16 in hardware.
-CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "avx512_fp16", "amx_fp16")
 
 
 def cpu_field(name):
@@ -270,8 +270,24 @@ def cpu_flags():
     return {name: name in present for name in CPU_FLAGS}
 
 
+# The CPU flags of each 16-bit format's arithmetic, and oneDNN's instruction-set caps (ONEDNN_MAX_CPU_ISA)
+# that leave those instructions out.
+SIXTEEN_BIT_FLAGS = {"mixed_bfloat16": ("avx512_bf16", "amx_bf16"), "mixed_float16": ("avx512_fp16", "amx_fp16")}
+CAPS_BELOW_BFLOAT16 = {"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI"}
+CAPS_WITHOUT = {"mixed_bfloat16": CAPS_BELOW_BFLOAT16, "mixed_float16": CAPS_BELOW_BFLOAT16 | {"AVX512_CORE_BF16"}}
+
+
 def has_bfloat16_cpu():
     """Whether this CPU multiplies bfloat16 in hardware (AVX-512 BF16 or AMX); elsewhere TF emulates it, slower
     than float32."""
     flags = cpu_flags()
     return flags["avx512_bf16"] or flags["amx_bf16"]
+
+
+def isa_cap_hiding(precision):
+    """The ONEDNN_MAX_CPU_ISA that keeps oneDNN from this CPU's instructions for precision's 16-bit format, or
+    None. TF still picks its 16-bit kernels from the CPU's flags, and they crash under such a cap."""
+    flags = cpu_flags()
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", os.environ.get("DNNL_MAX_CPU_ISA", "")).upper()
+    has = any(flags[name] for name in SIXTEEN_BIT_FLAGS.get(precision, ()))
+    return cap if has and cap in CAPS_WITHOUT[precision] else None

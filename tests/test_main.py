@@ -6,6 +6,7 @@ import re
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from absl.testing import flagsaver
 from PIL import Image
 
@@ -145,9 +146,28 @@ def test_checkpoint_restores_weights_and_optimizer_state(tmp_path, saved_in):
                                    rtol=1e-5 if saved_in == "float32" else 1e-2)
 
 
+@pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
+@pytest.mark.parametrize("cap", ["avx2", "AVX512_CORE", "AVX512_CORE_BF16", "AVX512_CORE_AMX", ""])
+def test_16_bits_on_a_cpu_with_them_fall_back_to_float32_when_onednn_is_capped_below_them(monkeypatch, capsys,
+                                                                                        precision, cap):
+    """TF picks its 16-bit kernels from the CPU's flags; under a cap that keeps oneDNN from them they crash."""
+    monkeypatch.setattr(utils, "cpu_flags", lambda: dict.fromkeys(utils.CPU_FLAGS, True))
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [])  # the CPU's case, on any machine
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    below = cap.upper() in {"AVX2", "AVX512_CORE"} or (cap == "AVX512_CORE_BF16" and precision == "mixed_float16")
+    expected = "float32" if below else precision
+    assert distribute.usable_precision(precision) == expected
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("Warning:")]
+    crash = (f"Warning: --precision {precision} needs oneDNN free to use this CPU's 16-bit instructions, which "
+             f"ONEDNN_MAX_CPU_ISA={cap.upper()} forbids; TF's kernels would crash, so this runs in float32")
+    assert (crash in warnings) == below and len(warnings) <= 1, warnings
+
+
 @pytest.mark.parametrize("hardware", [False, True])
 def test_bfloat16_without_hardware_for_it_falls_back_to_float32_with_one_warning(monkeypatch, capsys, hardware):
     monkeypatch.setattr(distribute, "has_bfloat16_cpu", lambda: hardware)
+    monkeypatch.setattr(distribute, "isa_cap_hiding", lambda precision: None)
     assert distribute.usable_precision("mixed_bfloat16") == ("mixed_bfloat16" if hardware else "float32")
     warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("Warning:")]
     assert warnings == ([] if hardware else [f"Warning: --precision mixed_bfloat16 needs a CPU with AVX-512 BF16 or "
