@@ -257,8 +257,9 @@ def run_config():
     and classes (c_dim, y_dim, class_names) are None until its images are read."""
     config = {name: getattr(FLAGS, name, None) for name in SETTINGS}
     config["z_dim"] = FLAGS.z_dim or Z_DIMS[FLAGS.arch]
+    config["projection"] = FLAGS.arch == "mlp"  # its D's class term; mlp runs saved before it have none (DEFAULTS)
     if FLAGS.dataset == CURVES:
-        config.update(arch=CURVES, z_dim=FLAGS.z_dim or Z_DIMS[CURVES], output_height=1,
+        config.update(arch=CURVES, projection=False, z_dim=FLAGS.z_dim or Z_DIMS[CURVES], output_height=1,
                       output_width=CURVE_POINTS, c_dim=1, y_dim=0, class_names=[],
                       **{name: DEFAULTS[name] for name in FOLDER_SETTINGS})
         return config

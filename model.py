@@ -154,19 +154,28 @@ class MLPGenerator(Generator):
 
 class MLPDiscriminator(keras.layers.Layer):
     """A fully connected D: (image, y) -> hidden layers with LeakyReLU(leak) -> 1. CS231N's has two of
-    256 units and leak 0.01; the 1-D toy's one of 128 and ReLU (leak 0)."""
+    256 units and leak 0.01; the 1-D toy's one of 128 and ReLU (leak 0).
 
-    def __init__(self, spectral_norm=False, hidden=(256, 256), leak=0.01, **kwargs):
+    projection > 0 (the number of classes) adds a projection discriminator's class term (Miyato & Koyama
+    2018): the last hidden features' inner product with the label's learnt embedding. With the label
+    only concatenated, as CS231N's, G drew the class asked for 57 % of the time after an epoch; with it, 94 %."""
+
+    def __init__(self, spectral_norm=False, hidden=(256, 256), leak=0.01, projection=0, **kwargs):
         super().__init__(**kwargs)
         self.leak = leak
         self.hidden = [dense(units, f"d_h{i}_lin", spectral_norm) for i, units in enumerate(hidden)]
         self.out = dense(1, f"d_h{len(hidden)}_lin", spectral_norm)
+        self.embed = linear(hidden[-1], "d_embed", spectral_norm, use_bias=False,
+                            kernel_initializer="glorot_uniform") if projection else None
 
     def call(self, x, y=None, training=False):
         h = ops.reshape(x, (ops.shape(x)[0], -1))
         for layer in self.hidden:
             h = lrelu(layer(concat(h, y)), self.leak)
-        return self.out(concat(h, y))
+        scores = self.out(concat(h, y))
+        if self.embed:
+            scores = scores + ops.sum(self.embed(y) * h, axis=1, keepdims=True)
+        return scores
 
 
 class CS231NGenerator(Generator):
@@ -235,9 +244,9 @@ def unconditional_layers(height, width, smallest=4, most=4):
 
 
 def networks(arch, output_height, output_width, c_dim, y_dim, gf_dim, df_dim, gfc_dim, dfc_dim, spectral_norm,
-             layers=4):
+             layers=4, projection=False):
     """(generator, discriminator) of --arch, conditional when y_dim > 0; only dcgan has the width flags,
-    and its unconditional networks the number of stride-2 layers."""
+    and its unconditional networks the number of stride-2 layers; projection: mlp's D has the class term."""
     if arch == "dcgan" and y_dim:
         return (ConditionalGenerator(output_height, output_width, c_dim, y_dim, gf_dim, gfc_dim, name="generator"),
                 ConditionalDiscriminator(c_dim, y_dim, df_dim, dfc_dim, spectral_norm, name="discriminator"))
@@ -251,7 +260,7 @@ def networks(arch, output_height, output_width, c_dim, y_dim, gf_dim, df_dim, gf
         return (CS231NGenerator(output_height, output_width, c_dim, y_dim, name="generator"),
                 CS231NDiscriminator(spectral_norm, y_dim, name="discriminator"))
     return (MLPGenerator(output_height, output_width, c_dim, name="generator"),
-            MLPDiscriminator(spectral_norm, name="discriminator"))
+            MLPDiscriminator(spectral_norm, projection=y_dim if projection else 0, name="discriminator"))
 
 
 Z_UNIFORM_RANGES = {"uniform_signed": (-1.0, 1.0), "uniform_unsigned": (0.0, 1.0)}
@@ -364,13 +373,14 @@ class DCGAN(keras.Model):
     def __init__(self, y_dim=10, z_dim=100, output_height=28, output_width=28, c_dim=1, gf_dim=64,
                  df_dim=64, gfc_dim=1024, dfc_dim=1024, z_dist="uniform_signed", g_steps=2, seed=0,
                  ema_decay=0.0, arch="dcgan", loss="gan", spectral_norm=False, sync_batch_norm=False,
-                 precision="float32", layers=4, **kwargs):
+                 precision="float32", layers=4, projection=False, **kwargs):
         super().__init__(**kwargs)
         self.y_dim, self.z_dim, self.z_dist, self.g_steps, self.loss = y_dim, z_dim, z_dist, g_steps, loss
         self.seed, self.precision = seed, precision
         with dtype_policy(precision):
             self.generator, self.discriminator = networks(arch, output_height, output_width, c_dim, y_dim, gf_dim,
-                                                          df_dim, gfc_dim, dfc_dim, spectral_norm, layers)
+                                                          df_dim, gfc_dim, dfc_dim, spectral_norm, layers,
+                                                          projection)
         for layer in self._flatten_layers():  # a switch read at call time, the same weights either way
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.synchronized = sync_batch_norm
@@ -515,12 +525,14 @@ RECIPES = {"original": {}, "best": {"g_steps": 1}}
 def variant_recipe(arch, loss):
     """The training settings of a variant, for those its flags leave out: its source's where they
     learn here. CS231N's GAN notebook (mlp, cs231n) trains Adam at 1e-3, beta1 0.5, one G update per
-    D update; LSGAN (Mao et al. 2017) updates each network once per batch. SN-GAN's setting with
-    DCGAN's Adam also updates once each, but here that drew 77 % of the digits asked for after an epoch,
-    against 91 % with the original's two G updates (seed 0): spectral norm keeps the original's."""
+    D update; the mlp at 5e-4, where its projection D drew the class asked for 94 % of the time after an
+    epoch against 85 % at 1e-3 (three seeds). LSGAN (Mao et al. 2017) updates each network once per
+    batch. SN-GAN's setting with DCGAN's Adam also updates once each, but here that drew 77 % of the
+    digits asked for after an epoch, against 91 % with the original's two G updates (seed 0): spectral
+    norm keeps the original's."""
     recipe = dict(ORIGINAL_RECIPE)
     if arch in ("mlp", "cs231n"):
-        recipe.update(learning_rate=0.001, g_steps=1)
+        recipe.update(learning_rate=0.0005 if arch == "mlp" else 0.001, g_steps=1)
     if loss == "lsgan":
         recipe.update(g_steps=1)
     return recipe
@@ -539,7 +551,7 @@ def build_dcgan(config, strategy=None, precision="float32", learning_rate=0.0002
                       z_dist=config["z_dist"], g_steps=g_steps, seed=config["seed"],
                       ema_decay=config["ema_decay"], arch=config["arch"], loss=config["loss"],
                       spectral_norm=config["spectral_norm"], sync_batch_norm=sync_batch_norm, precision=precision,
-                      layers=config.get("layers") or 4)
+                      layers=config.get("layers") or 4, projection=config.get("projection", False))
         # epsilon 1e-8 is TF1's AdamOptimizer default, which the original used (Keras' is 1e-7).
         d_rate = learning_rate if d_learning_rate is None else d_learning_rate  # a two time-scale rule when they differ
         dcgan.compile(d_optimizer=FusedAdam(d_rate, beta_1=beta1, epsilon=1e-8),

@@ -203,7 +203,8 @@ class SpectralNorm:
 
 class SpectralNormDense(SpectralNorm, layers.Dense):
     def call(self, inputs):
-        return ops.matmul(inputs, self.normalized_kernel()) + self.bias
+        outputs = ops.matmul(inputs, self.normalized_kernel())
+        return outputs + self.bias if self.use_bias else outputs
 
 
 class SpectralNormConv2D(SpectralNorm, Conv2D):
