@@ -365,10 +365,10 @@ def inception_features(weights="imagenet", size=INCEPTION_SIZE):
                                "access, or copy inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5 there") from None
 
     def features(images, batch_size=50):
+        scale = 1 / 255.0 if np.asarray(images[:1]).dtype == np.uint8 else 1.0
         out = []
         for start in range(0, len(images), batch_size):
-            x = np.asarray(images[start:start + batch_size], np.float32)
-            x = x / 255.0 if np.asarray(images[:1]).dtype == np.uint8 else x
+            x = np.asarray(images[start:start + batch_size], np.float32) * scale
             out.append(net(tf.image.resize(x, (size, size)) * 2.0 - 1.0, training=False).numpy())  # its [-1, 1]
         return np.concatenate(out)
     return features

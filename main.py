@@ -449,8 +449,7 @@ def main(argv):
         if not train(dcgan, run, training_data, strategy):
             return  # a worker: the chief writes the rest
     else:
-        restore(checkpoint_manager(dcgan, run.checkpoints, FLAGS.max_to_keep), required=True,
-                learning_rate=training_recipe(run.config)["learning_rate"])
+        restore(checkpoint_manager(dcgan, run.checkpoints, FLAGS.max_to_keep), required=True)
     sample_or_serve(dcgan, run, labels, names)
 
 

@@ -13,7 +13,7 @@ import numpy as np
 
 import distribute
 from data import shuffled_batches
-from evaluate import generated_quality
+from evaluate import MANIFOLD, generated_quality
 from run import save_checkpoint
 from utils import DCGANError, Progress, Stopped, StopSignals, check_memory, first_line, tf_writing
 from visualize import fixed_samples, save_samples, write_plots
@@ -155,8 +155,7 @@ def scalar_writer():
 def log_quality(result, step):
     """Writes evaluation figures to TensorBoard; returns them as text for the progress line."""
     import tensorflow as tf
-    for name in ("accuracy", "fid", "intra_fid", "min_diversity", "precision", "recall", "density", "coverage",
-                 "min_class_recall"):
+    for name in ("accuracy", "fid", "intra_fid", "min_diversity", *MANIFOLD, "min_class_recall"):
         tf.summary.scalar(f"eval/{name}", result[name], step=step)
     return (f" | acc {result['accuracy']:.3f} FID {result['fid']:.2f} intra-FID {result['intra_fid']:.2f} "
             f"P {result['precision']:.2f} R {result['recall']:.2f}")
