@@ -49,7 +49,7 @@ flags.DEFINE_float("d_learning_rate", None, "Adam learning rate of D alone, wher
 flags.DEFINE_float("beta1", None, "Adam beta1 (momentum term), for both networks: at least 0, below 1 (default: 0.5, "
                    "as every variant's source).")
 flags.DEFINE_integer("train_size", None, "Use at most this many training images (default: all).", lower_bound=1)
-flags.DEFINE_integer("batch_size", 64, "Images per batch.", lower_bound=1)
+flags.DEFINE_integer("batch_size", 64, "Images per batch (32 with --recipe best unless given).", lower_bound=1)
 flags.DEFINE_integer("input_height", None, f"With --crop: height of the centre crop taken from each image of a "
                      f"folder (default {FOLDER_CROP}, the original's for celebA).", lower_bound=1)
 flags.DEFINE_integer("input_width", None, "With --crop: width of the crop (default: input_height).", lower_bound=1)
@@ -126,8 +126,9 @@ flags.DEFINE_boolean("G_img_sum", False, "Also write generated images to TensorB
 flags.DEFINE_integer("seed", None, "Random seed for weights, noise and data order (default: random, "
                      "remembered by the run so that resuming keeps the data order).", lower_bound=0)
 flags.DEFINE_enum("recipe", "original", ["original", "best"], "How to train, where --learning_rate, --d_learning_rate, "
-                  "--beta1 and --g_steps are not given: original, the variant's own recipe (the original's for the "
-                  "default networks); best, the best one measured here (docs/quality.md). Stored with the run.")
+                  "--beta1, --g_steps and --batch_size are not given: original, the variant's own recipe (the "
+                  "original's for the default networks); best, the best one measured here (docs/quality.md: one G "
+                  "update, batch 32). Stored with the run.")
 flags.DEFINE_integer("g_steps", None, "Generator updates per batch (default: the original's 2; 1, as their sources, for "
                      "--arch mlp and cs231n and --loss lsgan).", lower_bound=1)
 flags.DEFINE_float("ema_decay", 0.999, "Sample, evaluate and export with an exponential moving average of the "
@@ -255,7 +256,10 @@ def _enough_images(f):
 def run_config():
     """The run's settings that must stay fixed across resumes (run.SETTINGS). An image folder's channels
     and classes (c_dim, y_dim, class_names) are None until its images are read."""
+    from model import RECIPES
     config = {name: getattr(FLAGS, name, None) for name in SETTINGS}
+    if FLAGS["batch_size"].using_default_value:
+        config["batch_size"] = RECIPES[FLAGS.recipe].get("batch_size", FLAGS.batch_size)
     config["z_dim"] = FLAGS.z_dim or Z_DIMS[FLAGS.arch]
     config["projection"] = FLAGS.arch == "mlp"  # its D's class term; mlp runs saved before it have none (DEFAULTS)
     if FLAGS.dataset == CURVES:
@@ -337,9 +341,9 @@ def build_model(config, strategy=None):
 def training_recipe(config):
     """How the run trains now: --learning_rate, --d_learning_rate, --beta1 and --g_steps where given,
     else its variant's (model.variant_recipe) as its --recipe changes it."""
-    from model import RECIPES, variant_recipe
+    from model import ORIGINAL_RECIPE, RECIPES, variant_recipe
     recipe = {**variant_recipe(config["arch"], config["loss"]), **RECIPES[config["recipe"]]}
-    return {name: value if getattr(FLAGS, name) is None else getattr(FLAGS, name) for name, value in recipe.items()}
+    return {name: recipe[name] if getattr(FLAGS, name) is None else getattr(FLAGS, name) for name in ORIGINAL_RECIPE}
 
 
 def download():

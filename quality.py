@@ -20,12 +20,12 @@ import numpy as np
 from absl import app, flags
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
-STEPS_PER_EPOCH = 70000 // 64  # MNIST's train and test splits, joined as the original does, at batch 64
+MNIST_IMAGES = 70000  # its train and test splits, joined as the original does
 # key: (name, training flags, sampling flags); recipes with the same training flags score the same runs
 RECIPES = {
     "defaults": ("defaults (weight average)", [], []),
     "original": ("original recipe (raw weights)", [], ["--raw_weights"]),
-    "best": ("--recipe best (one G update)", ["--recipe=best"], []),
+    "best": ("--recipe best (one G update, batch 32)", ["--recipe=best"], []),
     "lsgan": ("least squares (LSGAN)", ["--loss=lsgan"], []),
     "sn": ("spectral norm (SN-GAN)", ["--spectral_norm"], []),
     "mlp": ("CS231N fully connected", ["--arch=mlp"], []),
@@ -59,13 +59,22 @@ def train_and_evaluate(key, seed):
     _, training, sampling = RECIPES[key]
     # Recipes that only sample differently share the defaults' runs.
     folder = f"quality_e{FLAGS.epoch}_s{seed}" + (f"_{key}" if training else "")
-    if not os.path.exists(os.path.join("checkpoints", folder, f"ckpt-{FLAGS.epoch * STEPS_PER_EPOCH}.index")):
+    if not trained(folder):
         main_py("--train", "--export", f"--epoch={FLAGS.epoch}", f"--seed={seed}", f"--out_name={folder}", *training)
     sample_dir = os.path.join("samples", "quality", key)
     path = os.path.join(sample_dir, folder, "eval.json")
     if not os.path.exists(path) or "precision" not in read_json(path):  # or scored before precision and recall
         main_py("--eval", f"--out_name={folder}", f"--sample_dir={sample_dir}", *sampling)
     return read_json(path)
+
+
+def trained(folder):
+    """Whether the run in checkpoints/folder has its checkpoint of the last step of --epoch epochs."""
+    config = os.path.join("checkpoints", folder, "config.json")
+    if not os.path.exists(config):
+        return False
+    steps = FLAGS.epoch * (MNIST_IMAGES // read_json(config)["batch_size"])
+    return os.path.exists(os.path.join("checkpoints", folder, f"ckpt-{steps}.index"))
 
 
 def read_json(path):

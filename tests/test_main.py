@@ -146,6 +146,14 @@ def test_checkpoint_restores_weights_and_optimizer_state(tmp_path, saved_in):
                                    rtol=1e-5 if saved_in == "float32" else 1e-2)
 
 
+@pytest.mark.parametrize("recipe, given, expected", [("original", None, 64), ("best", None, 32), ("best", 16, 16),
+                                                     ("best", 64, 64), ("original", 16, 16)])
+def test_recipe_best_trains_in_batches_of_32_unless_batch_size_is_given(recipe, given, expected):
+    with flagsaver.flagsaver(recipe=recipe, **({"batch_size": given} if given else {})):
+        config = main.run_config()
+        assert config["batch_size"] == expected and runs.run_name(config) == f"mnist_{expected}_28_28"
+
+
 @pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
 @pytest.mark.parametrize("cap", ["avx2", "AVX512_CORE", "AVX512_CORE_BF16", "AVX512_CORE_AMX", ""])
 def test_16_bits_on_a_cpu_with_them_fall_back_to_float32_when_onednn_is_capped_below_them(monkeypatch, capsys,
