@@ -45,7 +45,8 @@ flags.DEFINE_float("learning_rate", None, "Adam learning rate, of both networks 
                    "variant's source's: the original's 0.0002, CS231N's 0.001 for --arch mlp and cs231n).",
                    lower_bound=0.0)
 flags.DEFINE_float("d_learning_rate", None, "Adam learning rate of D alone, where it should differ from G's (the two "
-                   "time-scale update rule, Heusel et al. 2017; default: --learning_rate's).", lower_bound=0.0)
+                   "time-scale update rule, Heusel et al. 2017; default: --learning_rate's, twice it with "
+                   "--recipe best).", lower_bound=0.0)
 flags.DEFINE_float("beta1", None, "Adam beta1 (momentum term), for both networks: at least 0, below 1 (default: 0.5, "
                    "as every variant's source).")
 flags.DEFINE_integer("train_size", None, "Use at most this many training images (default: all).", lower_bound=1)
@@ -128,7 +129,7 @@ flags.DEFINE_integer("seed", None, "Random seed for weights, noise and data orde
 flags.DEFINE_enum("recipe", "original", ["original", "best"], "How to train, where --learning_rate, --d_learning_rate, "
                   "--beta1, --g_steps and --batch_size are not given: original, the variant's own recipe (the "
                   "original's for the default networks); best, the best one measured here (docs/quality.md: one G "
-                  "update, batch 32). Stored with the run.")
+                  "update, batch 32, D's learning rate twice G's). Stored with the run.")
 flags.DEFINE_integer("g_steps", None, "Generator updates per batch (default: the original's 2; 1, as their sources, for "
                      "--arch mlp and cs231n and --loss lsgan).", lower_bound=1)
 flags.DEFINE_float("ema_decay", 0.999, "Sample, evaluate and export with an exponential moving average of the "
@@ -340,10 +341,14 @@ def build_model(config, strategy=None):
 
 def training_recipe(config):
     """How the run trains now: --learning_rate, --d_learning_rate, --beta1 and --g_steps where given,
-    else its variant's (model.variant_recipe) as its --recipe changes it."""
+    else its variant's (model.variant_recipe) as its --recipe changes it (a d_speedup there: D's rate
+    that many times G's)."""
     from model import ORIGINAL_RECIPE, RECIPES, variant_recipe
     recipe = {**variant_recipe(config["arch"], config["loss"]), **RECIPES[config["recipe"]]}
-    return {name: recipe[name] if getattr(FLAGS, name) is None else getattr(FLAGS, name) for name in ORIGINAL_RECIPE}
+    chosen = {name: recipe[name] if getattr(FLAGS, name) is None else getattr(FLAGS, name) for name in ORIGINAL_RECIPE}
+    if FLAGS.d_learning_rate is None and "d_speedup" in recipe:
+        chosen["d_learning_rate"] = recipe["d_speedup"] * chosen["learning_rate"]
+    return chosen
 
 
 def download():

@@ -25,7 +25,7 @@ MNIST_IMAGES = 70000  # its train and test splits, joined as the original does
 RECIPES = {
     "defaults": ("defaults (weight average)", [], []),
     "original": ("original recipe (raw weights)", [], ["--raw_weights"]),
-    "best": ("--recipe best (one G update, batch 32)", ["--recipe=best"], []),
+    "best": ("--recipe best (one G update, batch 32, D twice as fast)", ["--recipe=best"], []),
     "lsgan": ("least squares (LSGAN)", ["--loss=lsgan"], []),
     "sn": ("spectral norm (SN-GAN)", ["--spectral_norm"], []),
     "mlp": ("CS231N fully connected", ["--arch=mlp"], []),

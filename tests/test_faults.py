@@ -523,10 +523,14 @@ def test_recipe_best_sets_the_training_flags_a_flag_given_wins_and_the_run_keeps
     rc, out = run_main(train_args("--train", "--epoch=1", "--out_name=best", "--recipe=best", "--beta1=0.7"), tmp_path)
     assert rc == 0, out
     config = json.loads((tmp_path / "checkpoints" / "best" / "config.json").read_text())
-    assert config["recipe"] == "best" and config["training"] == {**ORIGINAL_RECIPE, "g_steps": 1, "beta1": 0.7}
+    assert config["recipe"] == "best" and config["training"] == {**ORIGINAL_RECIPE, "g_steps": 1, "beta1": 0.7,
+                                                                 "d_learning_rate": 0.0004}  # twice G's
     assert config["batch_size"] == 32 == RECIPES["best"]["batch_size"]  # given here, as the recipe's
     rc, out = run_main(train_args("--train", "--epoch=2", "--out_name=best", "--recipe=original"), tmp_path)
     assert rc == 1 and "was made with --recipe=best, not original" in out, out
     rc, out = run_main(train_args("--train", "--epoch=2", "--out_name=best"), tmp_path)  # kept without the flag
     assert rc == 0 and json.loads((tmp_path / "checkpoints" / "best" / "config.json").read_text())["training"] == \
-        {**ORIGINAL_RECIPE, "g_steps": 1}, out
+        {**ORIGINAL_RECIPE, "g_steps": 1, "d_learning_rate": 0.0004}, out
+    rc, out = run_main(train_args("--train", "--epoch=3", "--out_name=best", "--learning_rate=0.0003"), tmp_path)
+    assert rc == 0 and json.loads((tmp_path / "checkpoints" / "best" / "config.json").read_text())["training"] == \
+        {**ORIGINAL_RECIPE, "g_steps": 1, "learning_rate": 0.0003, "d_learning_rate": 0.0006}, out  # still twice
