@@ -28,9 +28,9 @@ def missing_hardware(precision):
     """What precision lacks here to be faster than float32, or to run at all (None when nothing)."""
     import tensorflow as tf
     gpus = tf.config.list_physical_devices("GPU")
-    if crashing_cap(precision):
-        return (f"oneDNN free to use this CPU's 16-bit instructions, which "
-                f"ONEDNN_MAX_CPU_ISA={crashing_cap(precision)} forbids")
+    cap = crashing_cap(precision)
+    if cap:
+        return f"oneDNN free to use this CPU's 16-bit instructions, which ONEDNN_MAX_CPU_ISA={cap} forbids"
     if precision == "mixed_bfloat16":
         ampere = [gpu for gpu in gpus
                   if tf.config.experimental.get_device_details(gpu).get("compute_capability", (0, 0)) >= (8, 0)]

@@ -281,7 +281,7 @@ def has_bfloat16_cpu():
     """Whether this CPU multiplies bfloat16 in hardware (AVX-512 BF16 or AMX); elsewhere TF emulates it, slower
     than float32."""
     flags = cpu_flags()
-    return flags["avx512_bf16"] or flags["amx_bf16"]
+    return any(flags[name] for name in SIXTEEN_BIT_FLAGS["mixed_bfloat16"])
 
 
 def isa_cap_hiding(precision):
