@@ -12,7 +12,7 @@ import re
 import subprocess
 import sys
 
-from utils import DCGANError, cpu_model, has_bfloat16_cpu, isa_cap_hiding
+from utils import DCGANError, cpu_flags, cpu_model, has_bfloat16_cpu, isa_cap_hiding
 
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
@@ -41,11 +41,17 @@ def missing_hardware(precision):
     return None
 
 
-def usable_precision(precision):
+def usable_precision(precision, speeds=None, model=None):
     """precision, or float32 with a warning for mixed_bfloat16 where no device here has bfloat16
-    arithmetic, and for either 16-bit format where ONEDNN_MAX_CPU_ISA hides the CPU's instructions for it
-    (TF's kernels crash then); mixed_float16 runs anywhere else (on a CPU, slowly, with a warning: to check
-    a GPU setting)."""
+    arithmetic, for either 16-bit format where ONEDNN_MAX_CPU_ISA hides the CPU's instructions for it
+    (TF's kernels crash then), and for one that bench.py measured slower than float32 on this machine
+    (speeds: the path of its record; model: the one to look up there first); mixed_float16 runs anywhere
+    else (on a CPU, slowly, with a warning: to check a GPU setting)."""
+    slower = speeds and precision != "float32" and measured_slower(speeds, precision, model)
+    if slower:
+        print(f"Warning: --precision {precision} measured slower than float32 on this machine ({slower}), "
+              "so this runs in float32", file=sys.stderr)
+        return "float32"
     missing = missing_hardware(precision)
     if crashing_cap(precision):
         print(f"Warning: --precision {precision} needs {missing}; TF's kernels would crash, so this runs in float32",
@@ -59,6 +65,51 @@ def usable_precision(precision):
         print(f"Warning: --precision {precision} is meant for {missing}: here it runs, but slower than float32",
               file=sys.stderr)
     return precision
+
+
+def machine_key():
+    """What decides which kernels a precision gets here: the CPU and its flags, TensorFlow's version, oneDNN
+    on or off and capped or not."""
+    import tensorflow as tf
+    flags = [name for name, present in cpu_flags().items() if present]
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", os.environ.get("DNNL_MAX_CPU_ISA", "none"))
+    return (f"{cpu_model()} [{' '.join(flags)}] TF {tf.__version__} oneDNN "
+            f"{os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'default')} cap {cap}")
+
+
+def read_speeds(path):
+    """bench.py's record at path: {machine: {model: {precision: steps/s, 'date': ...}}}; {} when absent or unreadable."""
+    try:
+        with open(path) as f:
+            record = json.load(f)
+        return record if isinstance(record, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def record_speeds(path, model, steps_per_s, date):
+    """Adds this machine's training-step speed of model in each precision (steps/s) to the record at path."""
+    record = read_speeds(path)
+    record.setdefault(machine_key(), {})[model] = {**steps_per_s, "date": date}
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(record, f, indent=1)
+    os.replace(tmp, path)
+
+
+def measured_slower(path, precision, model=None):
+    """How bench.py measured precision slower than float32 on this machine ('bench.py --model M, date: A
+    against B steps/s'), from model's figures or else any model's; None when it was not, or not measured."""
+    measured = read_speeds(path).get(machine_key(), {})
+    for name in sorted(measured, key=lambda name: name != model):
+        figures = measured[name]
+        if isinstance(figures, dict) and precision in figures and "float32" in figures:
+            if figures[precision] < figures["float32"]:
+                return (f"bench.py --model {name}, {figures.get('date', '?')}: {figures[precision]:.2f} against "
+                        f"{figures['float32']:.2f} steps/s")
+            return None
+    return None
 
 
 def cluster_from_tf_config():

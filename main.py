@@ -151,6 +151,10 @@ flags.DEFINE_enum("precision", "float32", distribute.PRECISIONS, "Number format 
                   "float32, so checkpoints are the same either way. mixed_bfloat16: for CPUs with AVX-512 BF16 or "
                   "AMX and GPUs from Ampere on (elsewhere it would be emulated, many times slower: float32 is used, "
                   "with a warning). mixed_float16: for GPUs, losses scaled dynamically.")
+flags.DEFINE_string("speed_record", os.environ.get("DCGAN_SPEED_RECORD", os.path.join(
+    os.path.expanduser("~"), ".cache", "dcgan-keras", "speeds.json")), "What bench.py measured of each precision's "
+    "training step on the machines it ran on (it writes there): a --precision it measured slower than float32 on "
+    "this machine runs in float32, with a warning ('': not consulted).")
 flags.DEFINE_integer("layers", None, "Image folders without classes: stride-2 layers of the dcgan networks "
                      "(default: as many as keep the smallest feature map at least 4x4, at most 4: 4 at 64x64, 3 at "
                      "32x32; the original always has 4).", lower_bound=1, upper_bound=4)
@@ -334,9 +338,15 @@ def build_model(config, strategy=None):
     if config["dataset"] not in (*MNIST_LIKE, CURVES) and config["layers"] is None:
         config["layers"] = unconditional_layers(config["output_height"], config["output_width"])
     recipe = training_recipe(config)
-    return build_dcgan(config, strategy, distribute.usable_precision(FLAGS.precision), recipe["learning_rate"],
+    precision = distribute.usable_precision(FLAGS.precision, FLAGS.speed_record, bench_model(config))
+    return build_dcgan(config, strategy, precision, recipe["learning_rate"],
                        recipe["beta1"], recipe["g_steps"], FLAGS.sync_batch_norm, FLAGS.raw_weights,
                        recipe["d_learning_rate"])
+
+
+def bench_model(config):
+    """The bench.py --model nearest the run: its figures in --speed_record are looked up first."""
+    return "mnist" if config["dataset"] in MNIST_LIKE else str(config["output_height"])
 
 
 def training_recipe(config):

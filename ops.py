@@ -12,9 +12,9 @@ import tensorflow as tf
 from keras import layers, ops
 
 STDDEV = 0.02
-# The compute dtypes in which a deconvolution computes in phases unless told (bench.py empties it to
-# time the other form).
-PHASE_DTYPES = {"bfloat16"}
+# The compute dtypes in which a deconvolution computes in phases unless told: none, by measurement (see
+# Deconv2D); bench.py fills it to time that form on the machine at hand.
+PHASE_DTYPES = set()
 
 
 @contextlib.contextmanager
@@ -102,10 +102,10 @@ class Deconv2D(LabelChannels, layers.Conv2DTranspose):
     depth_to_space. Each phase of the output only sees the kernel taps of its parity, so the
     convolution's kernel is the transposed one's taps re-arranged, zeros where a phase has no tap.
 
-    With 5x5 kernels it does 1.44x the multiplications, but oneDNN's bfloat16 transposed convolutions
-    are slow: on an AMX CPU the re-arranged form ran about twice as fast in bfloat16, while in float32
-    it is slower (AVX2: 105 against 70 ms forward and backward for the MNIST generator's first
-    deconvolution). So phases=None uses it when the layer computes in a dtype of PHASE_DTYPES."""
+    With 5x5 kernels it does 1.44x the multiplications, and measured slower wherever it was timed: in
+    float32 (AVX2: 105 against 70 ms forward and backward for the MNIST generator's first deconvolution)
+    and in bfloat16 (AMD EPYC with AVX-512 BF16: the 64x64 model's step 45 against 58 samples/s). So
+    phases=None uses it only when the layer computes in a dtype of PHASE_DTYPES (none by default)."""
 
     kernel_input_axis = 3  # [height, width, out, in]
 
@@ -120,7 +120,9 @@ class Deconv2D(LabelChannels, layers.Conv2DTranspose):
                                       output_padding=self.output_padding, data_format=self.data_format,
                                       dilation_rate=self.dilation_rate)
         taps, pads, out_size = layout
-        outputs = tf.nn.conv2d(inputs, phase_kernel(kernel, taps), 1, [[0, 0], *pads, [0, 0]])
+        # Padded apart: with its padding given explicitly, a convolution's gradients leave oneDNN for
+        # TF's own kernels, which in bfloat16 made the MNIST step 14x slower.
+        outputs = tf.nn.conv2d(tf.pad(inputs, [[0, 0], *pads, [0, 0]]), phase_kernel(kernel, taps), 1, "VALID")
         return tf.nn.depth_to_space(outputs, 2)[:, :out_size[0], :out_size[1]]
 
     def one_input_kernel(self, kernel):

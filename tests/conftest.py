@@ -3,6 +3,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # Under pytest-xdist, each worker (and the main.py processes it starts) gets its share of the cores:
@@ -11,6 +12,8 @@ if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
     share = str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
     for name in ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS"):
         os.environ.setdefault(name, share)
+# No test reads what bench.py measured on this machine (a precision measured slower would run float32).
+os.environ["DCGAN_SPEED_RECORD"] = os.path.join(tempfile.mkdtemp(prefix="dcgan-tests-"), "speeds.json")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 

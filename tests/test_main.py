@@ -183,6 +183,43 @@ def test_bfloat16_without_hardware_for_it_falls_back_to_float32_with_one_warning
                                              f"slower, so this runs in float32"])
 
 
+def slower_line(model, bfloat16, float32):
+    return (f"Warning: --precision mixed_bfloat16 measured slower than float32 on this machine (bench.py --model "
+            f"{model}, 2026-12-06: {bfloat16:.2f} against {float32:.2f} steps/s), so this runs in float32")
+
+
+def test_a_precision_bench_measured_slower_than_float32_here_runs_in_float32_with_one_line(monkeypatch, capsys,
+                                                                                             tmp_path):
+    monkeypatch.setattr(distribute, "has_bfloat16_cpu", lambda: True)  # the hardware is there, as on the Xeon
+    monkeypatch.setattr(distribute, "isa_cap_hiding", lambda precision: None)
+    record = str(tmp_path / "speeds.json")
+    distribute.record_speeds(record, "mnist", {"float32": 4.33, "mixed_bfloat16": 0.44}, "2026-12-06")
+    distribute.record_speeds(record, "64", {"float32": 0.57, "mixed_bfloat16": 0.91}, "2026-12-06")
+
+    def chosen(model):
+        precision = distribute.usable_precision("mixed_bfloat16", record, model)
+        return precision, [line for line in capsys.readouterr().err.splitlines() if line.startswith("Warning:")]
+    assert chosen("mnist") == ("float32", [slower_line("mnist", 0.44, 4.33)])
+    assert chosen("64") == ("mixed_bfloat16", [])  # the run's own model first: faster there
+    assert chosen("128") == ("float32", [slower_line("mnist", 0.44, 4.33)])  # not measured: the first model measured
+    assert distribute.usable_precision("float32", record, "mnist") == "float32"
+    monkeypatch.setattr(distribute, "machine_key", lambda: "another CPU")
+    assert chosen("mnist") == ("mixed_bfloat16", [])  # figures of another machine say nothing of this one
+    with open(record, "w") as f:
+        f.write("{not json")
+    assert chosen("mnist") == ("mixed_bfloat16", [])
+
+
+def test_main_reads_the_speed_record_that_bench_writes(tmp_path, trained_tiny):
+    trained_tiny(tmp_path)
+    record = str(tmp_path / "speeds.json")
+    distribute.record_speeds(record, "mnist", {"float32": 4.33, "mixed_bfloat16": 0.44}, "2026-12-06")
+    rc, out = run_main([*TINY_RUN_ARGS, "--data_dir=data", "--precision=mixed_bfloat16", f"--speed_record={record}"],
+                       tmp_path)
+    assert rc == 0, out
+    assert [line for line in error_lines(out) if line.startswith("Warning")] == [slower_line("mnist", 0.44, 4.33)]
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not os.environ.get("DCGAN_TEST_DATA_DIR"), reason="set DCGAN_TEST_DATA_DIR to a folder "
                     "with mnist/ (CI points it at ../shared/data)")
