@@ -148,3 +148,30 @@ def test_deconv2d_in_phases_pads_apart_so_that_its_gradients_can_stay_on_onednn(
     convolutions = [op for op in graph.get_operations() if op.type.startswith("Conv2D")]
     assert {op.type for op in convolutions} == {"Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter"}
     assert all(op.get_attr("padding") == b"VALID" for op in convolutions)
+
+
+# The 64x64 model's layers at its 4x4 maps: D's last convolution (8x8 to 4x4), G's first deconvolution (to
+# 8x8), and odd and non-square sizes; with the one-hot label's channels too.
+@pytest.mark.parametrize("make, shape, labels", [
+    (lambda labels: ops.conv2d(16, "c", labels=labels), (3, 8, 8, 6), 0),
+    (lambda labels: ops.conv2d(16, "c", labels=labels), (3, 7, 5, 6), 3),
+    (lambda labels: ops.deconv2d(16, "d", labels=labels, output_padding=1), (3, 4, 4, 6), 0),
+    (lambda labels: ops.deconv2d(16, "d", labels=labels, output_padding=(0, 1)), (3, 4, 3, 6), 3)],
+    ids=["conv", "conv-odd-labelled", "deconv", "deconv-odd-labelled"])
+def test_small_maps_take_their_kernel_gradient_by_patches_and_equal_the_plain_layer(monkeypatch, make, shape, labels):
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=shape).astype(np.float32)
+    y = [np.eye(labels, dtype=np.float32)[rng.integers(0, labels, shape[0])]] if labels else []
+    results = []
+    for size in (ops.PATCH_GRADIENT_MAP, 0):  # the matmul of patches, then oneDNN's own kernel gradient
+        monkeypatch.setattr(ops, "PATCH_GRADIENT_MAP", size)
+        layer = make(labels)
+        layer.build(shape)
+        layer.set_weights([np.random.default_rng(5).normal(size=w.shape).astype(np.float32)
+                           for w in layer.get_weights()])
+        results.append(output_and_gradients(layer, x, *y))
+        graph = tf.function(lambda: output_and_gradients(layer, x, *y)).get_concrete_function().graph
+        assert any(op.type == "ExtractImagePatches" for op in graph.get_operations()) == bool(size)
+    for got, expected in zip(*results):
+        assert got.shape == expected.shape
+        np.testing.assert_allclose(got, expected, atol=1e-5 * np.abs(expected).max())
