@@ -33,6 +33,21 @@ def dtype_policy(name):
         keras.config.set_dtype_policy(previous)
 
 
+@contextlib.contextmanager
+def computing_in(layer, name):
+    """layer and every layer inside it compute in the Keras dtype policy name while inside (calls traced
+    then keep it); their weights are unchanged."""
+    inner = list(layer._flatten_layers())
+    previous = [sub.dtype_policy for sub in inner]
+    for sub in inner:
+        sub.dtype_policy = name
+    try:
+        yield
+    finally:
+        for sub, policy in zip(inner, previous):
+            sub.dtype_policy = policy
+
+
 def conv2d(filters, name, spectral_norm=False, labels=0, **options):
     options = {"kernel_size": 5, "strides": 2, "padding": "same", "bias_initializer": "zeros",
                "kernel_initializer": keras.initializers.TruncatedNormal(stddev=STDDEV), **options}
