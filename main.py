@@ -151,6 +151,10 @@ flags.DEFINE_enum("precision", "float32", distribute.PRECISIONS, "Number format 
                   "float32, so checkpoints are the same either way. mixed_bfloat16: for CPUs with AVX-512 BF16 or "
                   "AMX and GPUs from Ampere on (elsewhere it would be emulated, many times slower: float32 is used, "
                   "with a warning). mixed_float16: for GPUs, losses scaled dynamically.")
+flags.DEFINE_enum("moving_variance", None, ["biased", "unbiased"], "What batch norm's moving variance moves towards in "
+                  "training: the batch's biased variance (Keras; the default for a new run) or its unbiased one "
+                  "(the original's tf.contrib batch norm from TF 1.4 on; the default for --import_original). Kept "
+                  "with the run.")
 flags.DEFINE_string("speed_record", os.environ.get("DCGAN_SPEED_RECORD", os.path.join(
     os.path.expanduser("~"), ".cache", "dcgan-keras", "speeds.json")), "What bench.py measured of each precision's "
     "training step on the machines it ran on (it writes there): a --precision it measured slower than float32 on "
@@ -266,6 +270,7 @@ def run_config():
     if FLAGS["batch_size"].using_default_value:
         config["batch_size"] = RECIPES[FLAGS.recipe].get("batch_size", FLAGS.batch_size)
     config["z_dim"] = FLAGS.z_dim or Z_DIMS[FLAGS.arch]
+    config["moving_variance"] = FLAGS.moving_variance or "biased"
     config["projection"] = FLAGS.arch == "mlp"  # its D's class term; mlp runs saved before it have none (DEFAULTS)
     if FLAGS.dataset == CURVES:
         config.update(arch=CURVES, projection=False, z_dim=FLAGS.z_dim or Z_DIMS[CURVES], output_height=1,

@@ -374,7 +374,7 @@ class DCGAN(keras.Model):
     def __init__(self, y_dim=10, z_dim=100, output_height=28, output_width=28, c_dim=1, gf_dim=64,
                  df_dim=64, gfc_dim=1024, dfc_dim=1024, z_dist="uniform_signed", g_steps=2, seed=0,
                  ema_decay=0.0, arch="dcgan", loss="gan", spectral_norm=False, sync_batch_norm=False,
-                 precision="float32", layers=4, projection=False, **kwargs):
+                 precision="float32", layers=4, projection=False, unbiased_moving_variance=False, **kwargs):
         super().__init__(**kwargs)
         self.y_dim, self.z_dim, self.z_dist, self.g_steps, self.loss = y_dim, z_dim, z_dist, g_steps, loss
         self.seed, self.precision = seed, precision
@@ -382,9 +382,10 @@ class DCGAN(keras.Model):
             self.generator, self.discriminator = networks(arch, output_height, output_width, c_dim, y_dim, gf_dim,
                                                           df_dim, gfc_dim, dfc_dim, spectral_norm, layers,
                                                           projection)
-        for layer in self._flatten_layers():  # a switch read at call time, the same weights either way
+        for layer in self._flatten_layers():  # switches read at call time, the same weights either way
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.synchronized = sync_batch_norm
+                layer.unbiased_moving_variance = unbiased_moving_variance
         y = self.one_hot(ops.zeros((1,), "int32"))
         self.generator(ops.zeros((1, z_dim)), y)
         self.discriminator(ops.zeros((1, output_height, output_width, c_dim)), y)
@@ -555,7 +556,8 @@ def build_dcgan(config, strategy=None, precision="float32", learning_rate=0.0002
                       z_dist=config["z_dist"], g_steps=g_steps, seed=config["seed"],
                       ema_decay=config["ema_decay"], arch=config["arch"], loss=config["loss"],
                       spectral_norm=config["spectral_norm"], sync_batch_norm=sync_batch_norm, precision=precision,
-                      layers=config.get("layers") or 4, projection=config.get("projection", False))
+                      layers=config.get("layers") or 4, projection=config.get("projection", False),
+                      unbiased_moving_variance=config.get("moving_variance") == "unbiased")
         # epsilon 1e-8 is TF1's AdamOptimizer default, which the original used (Keras' is 1e-7).
         d_rate = learning_rate if d_learning_rate is None else d_learning_rate  # a two time-scale rule when they differ
         dcgan.compile(d_optimizer=FusedAdam(d_rate, beta_1=beta1, epsilon=1e-8),

@@ -285,7 +285,26 @@ def batch_norm(name, enabled=True):
     if not enabled:
         return layers.Identity(name=name)
     # TF1's batch_norm(decay=0.9) keeps 0.9 of the old moving average, as Keras' momentum does.
-    return layers.BatchNormalization(momentum=0.9, epsilon=1e-5, scale=True, name=name)
+    return BatchNorm(momentum=0.9, epsilon=1e-5, scale=True, name=name)
+
+
+class BatchNorm(layers.BatchNormalization):
+    """Keras' batch norm. With unbiased_moving_variance its moving variance moves towards the batch's
+    unbiased variance, n / (n - 1) times the one that normalises (n values per channel), as the original's
+    tf.contrib.layers.batch_norm did from TF 1.4 on (its fused kernel); Keras moves it towards the biased
+    one. Only the moving variance differs, which inference-mode sampling uses."""
+
+    unbiased_moving_variance = False
+
+    def call(self, inputs, training=None, mask=None):
+        outputs = super().call(inputs, training, mask)
+        if training and self.trainable and self.unbiased_moving_variance:
+            _, variance = self._moments(ops.cast(inputs, "float32"), mask)
+            n = tf.cast(tf.reduce_prod(tf.gather(tf.shape(inputs), self._reduction_axes)), "float32")
+            if self.synchronized:
+                n *= tf.distribute.get_replica_context().num_replicas_in_sync
+            self.moving_variance.assign_add(variance * (1.0 - self.momentum) / tf.maximum(n - 1.0, 1.0))
+        return outputs
 
 
 def lrelu(x, leak=0.2):

@@ -228,7 +228,8 @@ def imported_config(tensors, prefix, config, given):
                          "with --dataset mnist")
     z = config["z_dist"] if "z_dist" in given else Z_DISTS.get(saved.get("z_dist"), "uniform_signed")
     return {**config, **model, "z_dist": z, "arch": "dcgan", "loss": "gan", "spectral_norm": False,
-            "ema_decay": 0.0, **({} if model["y_dim"] else {"class_names": []})}
+            "ema_decay": 0.0, "moving_variance": config["moving_variance"] if "moving_variance" in given else "unbiased",
+            **({} if model["y_dim"] else {"class_names": []})}
 
 
 def whole(value):

@@ -22,10 +22,12 @@ from utils import DCGANError, absl_errors_only, digit_names, first_line, save_js
 # and is resumed with the same ones.
 SETTINGS = ("dataset", "batch_size", "train_size", "output_height", "output_width", "z_dim", "z_dist", "c_dim",
             "y_dim", "gf_dim", "df_dim", "gfc_dim", "dfc_dim", "ema_decay", "seed", "arch", "loss", "spectral_norm",
-            "input_fname_pattern", "crop", "input_height", "input_width", "layers", "recipe", "projection")
+            "input_fname_pattern", "crop", "input_height", "input_width", "layers", "recipe", "projection",
+            "moving_variance")
 # What runs saved before these settings existed were trained with.
 DEFAULTS = {"arch": "dcgan", "loss": "gan", "spectral_norm": False, "input_fname_pattern": None, "crop": False,
-            "input_height": None, "input_width": None, "layers": 4, "recipe": "original", "projection": False}
+            "input_height": None, "input_width": None, "layers": 4, "recipe": "original", "projection": False,
+            "moving_variance": "biased"}
 # Settings a run's config.json may hold as null: all the data, and an MNIST run's image-folder settings.
 UNSET = ("train_size", "input_fname_pattern", "input_height", "input_width", "layers")
 

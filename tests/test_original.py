@@ -2,6 +2,7 @@
 (tests/original_tf1.py), given random weights and batch-norm statistics, trained one step (so that Adam
 has moments), saved with tf.compat.v1.train.Saver, then imported; our generator's images and our
 discriminator's logits must equal the TF1 graph's on the same inputs."""
+import json
 import os
 import re
 import shutil
@@ -36,16 +37,17 @@ def random_value(variable, rng):
     return rng.normal(0.0, 1 / np.sqrt(np.prod(shape[:-1])), shape)  # weights: layer outputs of order 1
 
 
-def save_original(folder, height, width, c_dim, y_dim, with_slots=True, seed=0):
+def save_original(folder, height, width, c_dim, y_dim, with_slots=True, seed=0, unbiased=True):
     """Builds the original's graph at this size, with random weights and statistics, one training step
-    (D once, G twice), and saves it as the original does (model.b<batch>-<step>); returns
+    (D once, G twice), and saves it as the original does (model.b<batch>-<step>); unbiased: its batch
+    norm moves the moving variance as TF 1.4 on did (else as before, and as Keras does); returns
     {name: array} of its outputs on fixed inputs (inference mode, then training mode) and the inputs."""
     rng = np.random.default_rng(seed)
     inputs = dict(z=rng.uniform(-1, 1, (BATCH, WIDTHS["z_dim"])).astype(np.float32),
                   x=rng.uniform(0 if y_dim else -1, 1, (BATCH, height, width, c_dim)).astype(np.float32),
                   y=np.eye(y_dim, dtype=np.float32)[rng.integers(0, y_dim, BATCH)] if y_dim else None)
     with tf.Graph().as_default():
-        gan = Original(BATCH, height, width, c_dim, y_dim, **WIDTHS)
+        gan = Original(BATCH, height, width, c_dim, y_dim, **WIDTHS, unbiased=unbiased)
         z = v1.placeholder(tf.float32, [BATCH, WIDTHS["z_dim"]])
         x = v1.placeholder(tf.float32, [BATCH, height, width, c_dim])
         y = v1.placeholder(tf.float32, [BATCH, y_dim]) if y_dim else None
@@ -80,14 +82,15 @@ def save_original(folder, height, width, c_dim, y_dim, with_slots=True, seed=0):
     return outputs, inputs
 
 
-def imported(folder):
-    """(our DCGAN with the checkpoint in folder loaded, whether it had Adam slots, the model's settings)."""
+def imported(folder, moving_variance="unbiased"):
+    """(our DCGAN with the checkpoint in folder loaded, whether it had Adam slots, the model's settings);
+    moving_variance: the run's setting, which --import_original makes 'unbiased'."""
     prefix = original.checkpoint_prefix(folder)
     tensors = original.read_tensors(prefix)
     saved = original.saved_settings(prefix)
     config = original.infer_config(tensors, saved.get("output_height"), saved.get("output_width"))
     dcgan = build_dcgan({**config, "seed": 0, "z_dist": "uniform_signed", "ema_decay": 0.0, "arch": "dcgan",
-                         "loss": "gan", "spectral_norm": False})
+                         "loss": "gan", "spectral_norm": False, "moving_variance": moving_variance})
     return dcgan, original.load_weights(dcgan, tensors, original.step_of(prefix)), config
 
 
@@ -98,17 +101,19 @@ def assert_same(ours, theirs, what):
     assert error <= TOLERANCE, f"{what}: largest difference {error:.2e} of the largest value"
 
 
-@pytest.mark.parametrize("height, width, c_dim, y_dim, with_slots", [
-    (28, 28, 1, 10, True), (64, 64, 3, 10, False), (64, 64, 3, 0, True), (28, 28, 1, 0, False), (25, 37, 3, 0, True)])
+# The last case: TF1 before 1.4 and a run with --moving_variance biased (Keras' rule).
+@pytest.mark.parametrize("height, width, c_dim, y_dim, with_slots, unbiased", [
+    (28, 28, 1, 10, True, True), (64, 64, 3, 10, False, True), (64, 64, 3, 0, True, True),
+    (28, 28, 1, 0, False, True), (25, 37, 3, 0, True, True), (28, 28, 1, 10, True, False)])
 def test_the_imported_networks_compute_what_the_original_graph_computes(tmp_path, height, width, c_dim, y_dim,
-                                                                        with_slots):
+                                                                        with_slots, unbiased):
     """Also: the Adam moments come with the weights where the checkpoint has them (as the original's own
     Saver, made before its optimisers, has not); otherwise the optimisers start afresh."""
     folder = tmp_path / "checkpoint"
-    theirs, inputs = save_original(str(folder), height, width, c_dim, y_dim, with_slots)
+    theirs, inputs = save_original(str(folder), height, width, c_dim, y_dim, with_slots, unbiased=unbiased)
     if not y_dim and height != 64:  # sizes the shapes leave open come from FLAGS.json, written beside the folder
         (tmp_path / "FLAGS.json").write_text(f'{{"output_height": {height}, "output_width": {width}}}')
-    dcgan, slots, config = imported(str(folder))
+    dcgan, slots, config = imported(str(folder), "unbiased" if unbiased else "biased")
     assert (config["output_height"], config["output_width"], config["c_dim"], config["y_dim"]) == (height, width, c_dim, y_dim)
     assert {k: config[k] for k in WIDTHS if y_dim or k not in ("gfc_dim", "dfc_dim")} == \
         {k: v for k, v in WIDTHS.items() if y_dim or k not in ("gfc_dim", "dfc_dim")}
@@ -228,7 +233,10 @@ def test_main_imports_the_original_then_samples_exports_and_trains_on(conditiona
            f"dfc_dim 20, step {STEP}" in done.stdout, done.stdout
     run = tmp_path / "checkpoints" / f"mnist_{BATCH}_28_28"
     assert (run / f"ckpt-{STEP}.index").exists() and (run / "config.json").exists()
+    assert json.loads((run / "config.json").read_text())["moving_variance"] == "unbiased"  # as the original's
     assert (tmp_path / "export" / f"mnist_{BATCH}_28_28" / str(STEP) / "saved_model.pb").exists()
+    # With --export as with no command: a sample grid too (docs/original.md says so).
+    assert (tmp_path / "samples" / f"mnist_{BATCH}_28_28" / f"test_{STEP:06d}.png").exists()
     trained = run_main(tmp_path, "--dataset=mnist", f"--data_dir={data_dir}", "--train", "--epoch=5",
                        f"--batch_size={BATCH}")  # 2 steps an epoch: from step 7 to 10
     assert trained.returncode == 0, trained.stdout + trained.stderr
