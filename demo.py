@@ -144,6 +144,8 @@ def build_app(model, path, max_images=400, eval_path=None):
         new_seed.click(lambda: random.randint(0, MAX_SEED), outputs=seed, api_name="new_seed")
         draw.click(shown(on_grid), inputs=[digits, n, seed], outputs=[grid, download], api_name="generate")
         go.click(shown(on_walk), inputs=[digit, seed_a, seed_b, steps], outputs=[strip, gif], api_name="walk")
+        # A visitor sees digits at once, not an empty picture until Generate is pressed.
+        app.load(shown(on_grid), inputs=[digits, n, seed], outputs=[grid, download], api_visibility="private")
     app.scratch_folder = scratch  # where the downloads are written, for the operator and the tests
     return app
 
