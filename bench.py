@@ -359,4 +359,5 @@ def bench(_):
 
 
 if __name__ == "__main__":
+    utils.drop_tensorflow_notes(os.environ["TF_CPP_MIN_LOG_LEVEL"])
     app.run(bench)

@@ -28,6 +28,7 @@ from absl import app, flags, logging
 
 import data
 import distribute
+import utils
 import visualize
 from data import CURVE_POINTS, CURVES, MNIST_LIKE, NUM_CLASSES, parse_labels
 from run import (DEFAULTS, SETTINGS, UNSET, Run, checkpoint_manager, checkpoint_prefixes, class_names,
@@ -538,4 +539,5 @@ def exit_with_error(message, code=1):
 
 
 if __name__ == "__main__":
+    utils.drop_tensorflow_notes(os.environ["TF_CPP_MIN_LOG_LEVEL"])
     app.run(run_main)

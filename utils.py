@@ -7,12 +7,54 @@ import os
 import platform
 import re
 import signal
+import subprocess
 import sys
 import threading
 import time
 
 import numpy as np
 from PIL import Image
+
+
+# The child that stderr passes through: it drops TF's C++ notes below the level it is given (I, W, E, F
+# are 0 to 3), with absl's header before them and the one line that continues a note (the CPU-features one).
+NOTES_FILTER = r"""
+import re, signal, sys
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+level, dropped = int(sys.argv[1]), False
+note = re.compile(rb"[IWEF]\d{4} [\d:.]+ +\d+ [\w.-]+:\d+\] ")
+for line in sys.stdin.buffer:
+    if note.match(line):
+        dropped = "IWEF".index(chr(line[0])) < level
+    elif line.startswith(b"WARNING: All log messages before absl::InitializeLog() is called"):
+        dropped = level > 0
+    elif not (dropped and line.startswith(b"To enable the following instructions:")):
+        dropped = False
+    if not dropped:
+        sys.stdout.buffer.write(line)
+        sys.stdout.buffer.flush()
+"""
+
+
+def drop_tensorflow_notes(level):
+    """From here on, this process's stderr (fd 2, which its children inherit) passes through a child
+    process that drops TensorFlow's C++ notes below level (TF_CPP_MIN_LOG_LEVEL's value). TF honours that
+    variable only once its logger is set up: the notes it writes while loading (oneDNN on, no CUDA
+    drivers, and from device set-up an error-level 'failed call to cuInit' on every machine without a
+    GPU) come before, each twice, as TF's core library and its profiler plugin each carry the logger.
+    The child ignores the terminal's signals and ends when the last writer closes, so nothing written
+    before a crash or a kill is lost. Level 0 (or not a number): nothing is dropped."""
+    level = int(level) if str(level).isdigit() else 0
+    if level <= 0:
+        return
+    read, write = os.pipe()
+    subprocess.Popen([sys.executable, "-c", NOTES_FILTER, str(level)], stdin=read, stdout=sys.stderr.fileno(),
+                     start_new_session=True)
+    sys.stderr.flush()
+    os.dup2(write, sys.stderr.fileno())
+    os.close(read)
+    os.close(write)
 
 
 class DCGANError(Exception):

@@ -13,8 +13,8 @@ import distribute
 
 def run_bench(capsys, tmp_path, **flags):
     """bench.py's table rows and JSON result for a few steps of the tiny model."""
-    with flagsaver.flagsaver(steps=2, warmup=1, batch_size=8, speed_record=str(tmp_path / "speeds.json"), **TINY,
-                             **flags):
+    settings = {"steps": 2, "warmup": 1, "batch_size": 8, "speed_record": str(tmp_path / "speeds.json"), **TINY, **flags}
+    with flagsaver.flagsaver(**settings):
         bench.bench(None)
     lines = capsys.readouterr().out.strip().splitlines()
     return lines[:-1], json.loads(lines[-1])
@@ -55,7 +55,7 @@ def test_bench_measures_each_format_the_hardware_has_and_reports_one_that_fails(
 
 
 def test_bench_times_the_unconditional_colour_model(capsys, tmp_path):
-    rows, result = run_bench(capsys, tmp_path, model="64", loop_steps=400)
+    rows, result = run_bench(capsys, tmp_path, model="64", loop_steps=400, steps=1)
     assert result["image"] == [64, 64, 3] and result["conditional"] is False
     assert result["flops_per_iter"] > 0 and result["g_forward_flops_per_image"] > 0
     figures = result["precisions"]["float32"]
