@@ -190,9 +190,9 @@ def slower_line(model, bfloat16, float32):
             f"{model}, 2026-12-06: {bfloat16:.2f} against {float32:.2f} steps/s), so this runs in float32")
 
 
-def test_a_command_prints_its_own_lines_only_unless_the_user_asks_for_tensorflows(tmp_path, trained_tiny):
+def test_a_command_prints_its_own_lines_only(tmp_path, trained_tiny):
     """TF's start-up notes (oneDNN, CUDA probing, an error-level cuInit line on a machine without a GPU)
-    come before its logger honours TF_CPP_MIN_LOG_LEVEL; a user's own level still shows them."""
+    come before its logger honours TF_CPP_MIN_LOG_LEVEL (a user's own level: the test below)."""
     trained_tiny(tmp_path)
     shell = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS")}
 
@@ -209,9 +209,23 @@ def test_a_command_prints_its_own_lines_only_unless_the_user_asks_for_tensorflow
     quiet = run(*generate, "--precision=mixed_bfloat16", f"--speed_record={record}")
     assert quiet.returncode == 0 and quiet.stderr == slower_line("mnist", 0.44, 4.33) + "\n", quiet.stderr
     assert [line.split()[0] for line in quiet.stdout.splitlines()] == ["Restored", "Wrote"], quiet.stdout
-    shown = run(*generate, TF_CPP_MIN_LOG_LEVEL="0")
-    assert shown.returncode == 0 and any(re.match(r"[IWE]\d{4} ", line) for line in shown.stderr.splitlines())
-    assert [line.split()[0] for line in shown.stdout.splitlines()] == ["Restored", "Wrote"]
+
+
+@pytest.mark.parametrize("level, kept", [(0, "IWEX+ours"), (1, "WEX+ours"), (2, "EX+ours"), (3, "X+ours")])
+def test_the_stderr_filter_drops_tensorflows_notes_below_the_level_and_passes_the_rest(level, kept):
+    """What utils.drop_tensorflow_notes puts stderr through, on TF's notes as they come (absl's header, a
+    note and its continuation line, a warning, an error) and the project's own lines around them."""
+    tf_lines = {"I": "I0000 00:00:1796534433.894708   14726 cpu_feature_guard.cc:227] This TensorFlow binary is\n"
+                     "To enable the following instructions: AVX2 FMA, in other operations, rebuild\n",
+                "W": "W0000 00:00:1796534433.895123   14726 some_file.cc:31] a warning\n",
+                "E": "E0000 00:00:1796534447.588600   14761 cuda_platform.cc:52] failed call to cuInit\n"}
+    header = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+    ours = "Warning: ours\nTo enable the following instructions: ours too\nError: ours\n"
+    text = header + "".join(tf_lines.values()) + ours
+    done = subprocess.run([sys.executable, "-c", utils.NOTES_FILTER, str(level)], input=text, capture_output=True,
+                          text=True, timeout=60)
+    expected = (header if level == 0 else "") + "".join(tf_lines[k] for k in "IWE" if k in kept) + ours
+    assert done.returncode == 0 and done.stdout == expected
 
 
 def test_a_precision_bench_measured_slower_than_float32_here_runs_in_float32_with_one_line(monkeypatch, capsys,
