@@ -12,7 +12,7 @@ import re
 import subprocess
 import sys
 
-from utils import DCGANError, cpu_flags, cpu_model, has_bfloat16_cpu, isa_cap_hiding
+from utils import DCGANError, cpu_flags, cpu_model, has_bfloat16_cpu, isa_cap_hiding, onednn_cap, published
 
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
@@ -72,9 +72,8 @@ def machine_key():
     on or off and capped or not."""
     import tensorflow as tf
     flags = [name for name, present in cpu_flags().items() if present]
-    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", os.environ.get("DNNL_MAX_CPU_ISA", "none"))
     return (f"{cpu_model()} [{' '.join(flags)}] TF {tf.__version__} oneDNN "
-            f"{os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'default')} cap {cap}")
+            f"{os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'default')} cap {onednn_cap() or 'none'}")
 
 
 def read_speeds(path):
@@ -92,10 +91,8 @@ def record_speeds(path, model, steps_per_s, date):
     record = read_speeds(path)
     record.setdefault(machine_key(), {})[model] = {**steps_per_s, "date": date}
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
+    with published(path) as tmp, open(tmp, "w") as f:  # in the order measured: the first is the fallback
         json.dump(record, f, indent=1)
-    os.replace(tmp, path)
 
 
 def measured_slower(path, precision, model=None):

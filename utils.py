@@ -326,10 +326,15 @@ def has_bfloat16_cpu():
     return any(flags[name] for name in SIXTEEN_BIT_FLAGS["mixed_bfloat16"])
 
 
+def onednn_cap():
+    """The instruction-set cap oneDNN is started with (ONEDNN_MAX_CPU_ISA or its old name), in capitals; '' for none."""
+    return os.environ.get("ONEDNN_MAX_CPU_ISA", os.environ.get("DNNL_MAX_CPU_ISA", "")).upper()
+
+
 def isa_cap_hiding(precision):
     """The ONEDNN_MAX_CPU_ISA that keeps oneDNN from this CPU's instructions for precision's 16-bit format, or
     None. TF still picks its 16-bit kernels from the CPU's flags, and they crash under such a cap."""
     flags = cpu_flags()
-    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", os.environ.get("DNNL_MAX_CPU_ISA", "")).upper()
+    cap = onednn_cap()
     has = any(flags[name] for name in SIXTEEN_BIT_FLAGS.get(precision, ()))
     return cap if has and cap in CAPS_WITHOUT[precision] else None
