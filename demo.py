@@ -1,7 +1,8 @@
 """A web page that draws the digits a visitor asks for: `python main.py --demo` (Gradio).
 
-Two tabs: a grid of the chosen digits (a column per digit, a row per seed, as `--generate` draws it)
-and a walk between two seeds for one digit. Every image comes from an exported SavedModel through
+Tabs: a grid of the chosen digits (a column per digit, a row per seed, as `--generate` draws it), a
+walk between two seeds for one digit and, served from a run's checkpoints, the completion of a picture
+uploaded or drawn (latent.py). Every image comes from an exported SavedModel through
 serving.generate, so a seed gives the same image here, on the command line and in TF Serving.
 """
 import contextlib
@@ -18,6 +19,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import numpy as np
 
 import utils
+from latent import MASKS
 from model import z_from_seeds
 from serving import generate
 
@@ -26,7 +28,8 @@ MAX_SEED = 2 ** 31 - 1
 # made (Gradio's copies and the PNGs and GIFs it downloads from), and at most KEPT of its own remain.
 CACHE_SECONDS, KEPT = 600, 100
 # Pixel art, not photographs: scaled up without blurring.
-CSS = "#grid img, #walk img { image-rendering: pixelated; width: 100%; height: 100%; object-fit: contain; }"
+CSS = ("#grid img, #walk img, #completion img "
+       "{ image-rendering: pixelated; width: 100%; height: 100%; object-fit: contain; }")
 
 
 def check_seed(seed):
@@ -88,7 +91,15 @@ def read_eval(path, step):
     return figures if figures.get("step") == step else None
 
 
-def build_app(model, path, max_images=400, eval_path=None):
+def picture_of(value):
+    """The picture of an image editor's value (drawn on or uploaded): uint8 [H, W, C]."""
+    picture = value.get("composite") if isinstance(value, dict) else value
+    if picture is None or not np.asarray(picture).any():
+        raise ValueError("upload a picture or draw one first")
+    return np.asarray(picture)
+
+
+def build_app(model, path, max_images=400, eval_path=None, completer=None):
     import gradio as gr
 
     scratch = tempfile.mkdtemp(prefix="dcgan_demo_")
@@ -116,6 +127,10 @@ def build_app(model, path, max_images=400, eval_path=None):
         keep_newest(scratch, KEPT)
         return utils.to_pil(utils.make_grid(frames, 1, len(frames))), gif
 
+    def on_complete(value, hole):
+        strip, line = completer(picture_of(value), hole)
+        return utils.to_pil(strip), line
+
     choices = [str(k) for k in range(model.y_dim)]
     with gr.Blocks(title="DCGAN digits") as app:
         gr.Markdown("# Draw digits with a conditional DCGAN\n" + describe(model, path, eval_path))
@@ -141,6 +156,23 @@ def build_app(model, path, max_images=400, eval_path=None):
             strip = gr.Image(label="The walk, left to right", format="png", type="pil", interactive=False,
                              elem_id="walk")
             gif = gr.Image(label="As an animation", type="filepath", interactive=False, elem_id="walk_gif")
+        if completer:
+            with gr.Tab("Complete a picture"):
+                gr.Markdown("Upload a picture, or draw one (white on black, as MNIST's digits), and pick the part to "
+                            "hide: the generator fills it in, finding the digit and its style from the rest "
+                            "(Yeh et al. 2017).")
+                with gr.Row():
+                    canvas = gr.ImageEditor(np.zeros((280, 280, 3), np.uint8), type="numpy", image_mode="RGB",
+                                            sources=["upload"], label="Picture", elem_id="picture",
+                                            brush=gr.Brush(colors=["#ffffff"], default_color="#ffffff",
+                                                           default_size=24))
+                    with gr.Column():
+                        hole = gr.Radio(list(MASKS), value="left", label="Hole", elem_id="hole")
+                        fill = gr.Button("Complete", variant="primary", elem_id="complete")
+                completion = gr.Image(label="The picture, the part kept, the generator's drawing, the completion",
+                                      format="png", type="pil", interactive=False, elem_id="completion")
+                found = gr.Markdown(elem_id="found")
+            fill.click(shown(on_complete), inputs=[canvas, hole], outputs=[completion, found], api_name="complete")
         new_seed.click(lambda: random.randint(0, MAX_SEED), outputs=seed, api_name="new_seed")
         draw.click(shown(on_grid), inputs=[digits, n, seed], outputs=[grid, download], api_name="generate")
         go.click(shown(on_walk), inputs=[digit, seed_a, seed_b, steps], outputs=[strip, gif], api_name="walk")
@@ -151,11 +183,12 @@ def build_app(model, path, max_images=400, eval_path=None):
 
 
 def serve(model, path, host="127.0.0.1", port=7860, max_images=400, eval_path=None, block=True, max_queue=64,
-          cache_seconds=CACHE_SECONDS):
+          cache_seconds=CACHE_SECONDS, completer=None):
     """Starts the page and prints its address; blocks until SIGINT or SIGTERM, or returns the app
-    (serving in the background) if not block."""
+    (serving in the background) if not block. completer(picture uint8 [H, W, C], hole) -> (picture, line):
+    the completion tab's (latent.complete_picture), absent without it."""
     # A flood waits in a queue of max_queue requests; past that each gets Gradio's "Queue is full" at once.
-    app = build_app(model, path, max_images, eval_path).queue(max_size=max_queue)
+    app = build_app(model, path, max_images, eval_path, completer).queue(max_size=max_queue)
     if not block:
         return sweep_while_running(launch(app, path, host, port), cache_seconds)
     # Not gradio's block_thread: it stops only on KeyboardInterrupt, which never comes when SIGINT

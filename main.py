@@ -12,6 +12,7 @@ folders, unconditional on a folder of pictures (celebA, your own).
     python main.py --dataset mnist --demo                 # web page at http://127.0.0.1:7860
     python main.py --dataset mnist --import_original out/.../checkpoint   # the original's TF1 checkpoint
 """
+import functools
 import math
 import os
 import shutil
@@ -106,6 +107,14 @@ flags.DEFINE_enum("visualize_option", "1", ["0", "1", "2", "3", "4"], "With --vi
                   "get a class x z-interpolation sheet.")
 flags.DEFINE_boolean("plot", False, "Write the run's loss curves (from its TensorBoard logs) and a real vs fake "
                      "figure (also written when training ends).")
+flags.DEFINE_string("arithmetic", "", "Arithmetic on z, as the DCGAN paper's figure 7: 'grid' writes samples numbered by "
+                    "seed (of --labels, --n_per_label rows, from --seed); then 'A - B + C', each term seeds (1,5,9) or "
+                    "class:seeds (3:1,5,9), draws each term's mean image and their sum's.")
+flags.DEFINE_string("invert", "", "Find the z (and class) whose image is closest to this picture: writes the two side by "
+                    "side, and z as .npy.")
+flags.DEFINE_string("complete", "", "Fill the hole (--mask) of this picture with the generator's pixels (Yeh et al. 2017).")
+flags.DEFINE_string("mask", "centre", "With --complete, the hole: left, right, top or bottom (that half), centre (the "
+                    "middle square of half the side), random (half the pixels), or a picture whose dark pixels are it.")
 flags.DEFINE_boolean("export", False, "Write a SavedModel for TensorFlow Serving (after training with --train).")
 flags.DEFINE_string("import_original", "", "Make a new run of a checkpoint of carpedm20's DCGAN-tensorflow (TF1): a "
                     "folder holding one, or a prefix such as out/<run>/checkpoint/model.b64-27000. Its model's sizes "
@@ -258,6 +267,14 @@ def _import_original(f):
     return not f["import_original"] or not (f["from_savedmodel"] or f["eval_savedmodel"])
 
 
+@flags.multi_flags_validator(["arithmetic", "invert", "complete", "from_savedmodel", "eval_savedmodel", "dataset"],
+                             message=f"--arithmetic, --invert and --complete use a run's checkpoints (an export has no D "
+                                     f"and no gradients), and pictures (not --dataset {CURVES})")
+def _latent(f):
+    asked = f["arithmetic"] or f["invert"] or f["complete"]
+    return not asked or not (f["from_savedmodel"] or f["eval_savedmodel"] or f["dataset"] == CURVES)
+
+
 @flags.multi_flags_validator(["train_size", "batch_size"], message="--train_size must be at least --batch_size")
 def _enough_images(f):
     return f["train_size"] is None or f["train_size"] >= f["batch_size"]
@@ -402,12 +419,12 @@ def write_eval(model, folder, step, dataset, config=None):
     evaluate.write_folder_eval(model, folder, step, real, 10 * FLAGS.eval_n)
 
 
-def run_demo(model, path, eval_path):
+def run_demo(model, path, eval_path, completer=None):
     import demo
     if not model.y_dim:
         raise DCGANError(f"--demo draws the classes a visitor picks, and {path} is unconditional")
     demo.serve(model, path, FLAGS.demo_host, FLAGS.demo_port, FLAGS.demo_max_images, eval_path,
-               max_queue=FLAGS.demo_max_queue)
+               max_queue=FLAGS.demo_max_queue, completer=completer)
 
 
 def write_generated(model, labels, names, folder):
@@ -466,7 +483,8 @@ def main(argv):
     if not FLAGS.train and not os.path.exists(os.path.join(run.checkpoints, "checkpoint")):
         raise DCGANError(f"no checkpoint in {run.checkpoints}: train first with --train")
     names = class_names(run.config)
-    labels = labels_asked(names) if FLAGS.generate else None
+    labels = labels_asked(names) if FLAGS.generate or FLAGS["labels"].present else None
+    check_latent_inputs(names)
     if FLAGS.train and strategy is None:
         strategy = distribute.make_strategy("auto")
     dcgan = build_model(run.config, strategy)
@@ -485,7 +503,10 @@ def sample_or_serve(dcgan, run, labels, names):
         write_generated(dcgan, labels, names, run.samples)
     if FLAGS.eval:
         write_eval(dcgan, run.samples, dcgan.trained_steps(), run.config["dataset"], run.config)
-    if not (FLAGS.train or FLAGS.generate or FLAGS.eval or FLAGS.demo or FLAGS.plot):
+    latent_asked = FLAGS.arithmetic or FLAGS.invert or FLAGS.complete
+    if latent_asked:
+        write_latent(dcgan, run.samples, labels, names)
+    if not (FLAGS.train or FLAGS.generate or FLAGS.eval or FLAGS.demo or FLAGS.plot or latent_asked):
         os.makedirs(run.samples, exist_ok=True)
         path = os.path.join(run.samples, f"test_{dcgan.trained_steps():06d}.png")
         curves = run.config["dataset"] == CURVES
@@ -503,7 +524,37 @@ def sample_or_serve(dcgan, run, labels, names):
     if FLAGS.export:
         serving.export(dcgan, run.exports, class_list)
     if FLAGS.demo:
-        run_demo(*serving.current_export(dcgan, run.exports, class_list), os.path.join(run.samples, "eval.json"))
+        import latent
+        run_demo(*serving.current_export(dcgan, run.exports, class_list), os.path.join(run.samples, "eval.json"),
+                 functools.partial(latent.complete_picture, dcgan, names))
+
+
+def check_latent_inputs(names):
+    """--arithmetic's expression and the pictures of --invert and --complete, before the model is loaded."""
+    for flag in ("invert", "complete"):
+        if FLAGS[flag].value and not os.path.isfile(FLAGS[flag].value):
+            raise DCGANError(f"--{flag}: there is no picture {FLAGS[flag].value}")
+    if FLAGS.arithmetic and FLAGS.arithmetic.strip() != "grid":
+        from latent import parse_terms
+        try:
+            parse_terms(FLAGS.arithmetic, names)
+        except ValueError as e:
+            raise DCGANError(e) from None
+
+
+def write_latent(dcgan, folder, labels, names):
+    """--arithmetic, --invert and --complete (latent.py), into folder."""
+    import latent
+    try:
+        if FLAGS.arithmetic:
+            print(latent.write_arithmetic(dcgan, FLAGS.arithmetic, folder, names, labels, FLAGS.n_per_label,
+                                          FLAGS.seed or 0))
+        if FLAGS.invert:
+            print(latent.write_inversion(dcgan, FLAGS.invert, folder, names))
+        if FLAGS.complete:
+            print(latent.write_completion(dcgan, FLAGS.complete, FLAGS.mask, folder, names))
+    except ValueError as e:
+        raise DCGANError(e) from None
 
 
 def run_main(argv):

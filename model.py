@@ -125,10 +125,15 @@ class UnconditionalDiscriminator(keras.layers.Layer):
         self.bns = [batch_norm(f"d_bn{i}", not spectral_norm) for i in range(1, layers)]
         self.h4 = linear(1, f"d_h{layers}_lin", spectral_norm)
 
-    def call(self, x, y=None, training=False):
-        h = lrelu(self.convs[0](x))
+    def hidden(self, x, training=False):
+        """Every convolution's activations, first to last (features.py's image representation)."""
+        h = [lrelu(self.convs[0](x))]
         for conv, bn in zip(self.convs[1:], self.bns):
-            h = lrelu(bn(conv(h), training=training))
+            h.append(lrelu(bn(conv(h[-1]), training=training)))
+        return h
+
+    def call(self, x, y=None, training=False):
+        h = self.hidden(x, training)[-1]
         return self.h4(ops.reshape(h, (ops.shape(h)[0], -1)))
 
 

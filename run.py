@@ -206,6 +206,19 @@ def restore(manager, required, folder=None, learning_rate=None, d_learning_rate=
     return True
 
 
+def load_trained(folder, precision="float32"):
+    """(DCGAN, settings) of the run whose checkpoints are in folder (<checkpoint_dir>/<run>), restored
+    from its latest checkpoint: for scripts and notebooks that use a trained model."""
+    from model import build_dcgan
+    folder = os.path.normpath(folder)
+    run = Run({}, os.path.basename(folder), os.path.dirname(folder))
+    if not os.path.exists(run.config_path):
+        raise DCGANError(f"{folder} is not a run's checkpoint folder (it has no config.json)")
+    dcgan = build_dcgan(run.config, precision=precision)
+    restore(checkpoint_manager(dcgan, folder), required=True)
+    return dcgan, run.config
+
+
 def save_checkpoint(manager, step):
     import tensorflow as tf
     try:

@@ -108,6 +108,25 @@ def grid(sample, z, labels, columns):
     return utils.make_grid(images, len(images) // columns, columns)
 
 
+def numbered_grid(images, row_names, column_names, cell=56):
+    """images [rows, columns, H, W, C] (floats in [0, 1]) as one RGB uint8 picture, each image scaled up to
+    about cell pixels without blurring, the row names down its left and the column names along its top."""
+    from PIL import Image, ImageDraw
+    rows, columns, height, width = images.shape[:4]
+    scale = max(1, cell // max(height, width))
+    grid = utils.to_pil(utils.make_grid(images.reshape(rows * columns, *images.shape[2:]), rows, columns)).convert("RGB")
+    grid = grid.resize((grid.width * scale, grid.height * scale), Image.NEAREST)
+    margin_left, margin_top = 8 + 7 * max(len(name) for name in row_names), 16
+    picture = Image.new("RGB", (grid.width + margin_left, grid.height + margin_top), "white")
+    picture.paste(grid, (margin_left, margin_top))
+    pen = ImageDraw.Draw(picture)
+    for r, name in enumerate(row_names):
+        pen.text((4, margin_top + r * height * scale + height * scale // 2 - 5), name, fill="black")
+    for c, name in enumerate(column_names):
+        pen.text((margin_left + c * width * scale + 2, 3), name, fill="black")
+    return np.asarray(picture)
+
+
 def save_png(image, folder, name):
     path = os.path.join(folder, name)
     utils.save_image(image, path)

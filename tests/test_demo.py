@@ -1,4 +1,5 @@
 """The web demo: its functions, its HTTP API through gradio_client, a real browser, and main.py --demo."""
+import functools
 import os
 import shutil
 import signal
@@ -15,6 +16,7 @@ import pytest
 from PIL import Image
 
 import demo
+import latent
 import loadtest
 import utils
 from conftest import ROOT, TINY, TINY_RUN_ARGS
@@ -44,9 +46,16 @@ def exported(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server(exported):
+def completer():
+    """The completion tab's function on a tiny DCGAN (main.py gives it the run's)."""
+    keras.utils.set_random_seed(4)
+    return functools.partial(latent.complete_picture, DCGAN(**TINY), utils.digit_names(10))
+
+
+@pytest.fixture(scope="module")
+def server(exported, completer):
     model, path = exported
-    app = demo.serve(model, path, port=free_port(), max_images=40, block=False)
+    app = demo.serve(model, path, port=free_port(), max_images=40, block=False, completer=completer)
     yield app.local_url
     app.close()
 
@@ -100,7 +109,7 @@ def test_description_names_the_export_and_its_own_eval_figures(exported, tmp_pat
 
 
 def test_server_answers_through_its_http_api(server, exported, tmp_path):
-    from gradio_client import Client
+    from gradio_client import Client, handle_file
     from gradio_client.exceptions import AppError
     client = Client(server, verbose=False, download_files=str(tmp_path))
     shown, download = client.predict(["3", "1"], 2, 7, api_name="/generate")
@@ -113,6 +122,13 @@ def test_server_answers_through_its_http_api(server, exported, tmp_path):
     assert np.asarray(Image.open(strip)).shape == (28, 5 * 28)
     animation = Image.open(gif)
     assert animation.size == (28, 28) and animation.n_frames > 1  # PIL merges identical neighbours
+    picture = tmp_path / "digit.png"
+    Image.fromarray(np.kron(np.eye(4, dtype=np.uint8) * 255, np.ones((70, 70), np.uint8))).save(picture)
+    value = {"background": handle_file(str(picture)), "layers": [], "composite": handle_file(str(picture))}
+    completion, line = client.predict(value, "left", api_name="/complete")
+    shown = np.asarray(Image.open(completion))
+    assert shown.shape == (28, 4 * 28) and line.startswith("Class ")
+    np.testing.assert_array_equal(shown[:, 3 * 28 + 14:], shown[:, 14:28])  # the known half, kept as it was
 
 
 @pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason="needs Debian's chromium and chromium-driver "
@@ -121,6 +137,7 @@ def test_a_real_browser_picks_digits_and_sees_the_grid(server, tmp_path, monkeyp
     monkeypatch.setenv("SE_OFFLINE", "true")  # selenium must not try to download a browser or driver
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
     options = webdriver.ChromeOptions()
@@ -146,6 +163,19 @@ def test_a_real_browser_picks_digits_and_sees_the_grid(server, tmp_path, monkeyp
         n.send_keys("16\t")  # 9 x 16 = 144 images, over the cap of 40
         driver.find_element(By.ID, "generate").click()
         wait.until(lambda d: d.find_elements(By.XPATH, "//*[contains(text(), 'at most 40 per request')]"))
+        driver.find_element(By.XPATH, "//button[@role='tab' and normalize-space()='Complete a picture']").click()
+        picture = tmp_path / "digit.png"
+        Image.fromarray(np.kron(np.eye(4, dtype=np.uint8) * 255, np.ones((70, 70), np.uint8))).save(picture)
+        # The tab renders, and again as the upload lands: a control found a moment before may be gone.
+        settled = WebDriverWait(driver, 120, ignored_exceptions=(StaleElementReferenceException,))
+        # The image editor's upload input, the page's only one.
+        settled.until(lambda d: d.find_element(By.CSS_SELECTOR, "input[type='file']").send_keys(str(picture)) or True)
+        settled.until(lambda d: d.find_element(By.XPATH, "//*[@id='hole']//label[normalize-space()='centre']").click()
+                      or True)
+        settled.until(lambda d: d.find_element(By.ID, "complete").click() or True)
+        completed = "const i = document.querySelector('#completion img'); return i && i.complete ? i.naturalWidth : null"
+        assert wait.until(lambda d: d.execute_script(completed)) == 4 * 28
+        assert wait.until(lambda d: d.find_elements(By.XPATH, "//*[@id='found']//p[starts-with(normalize-space(), 'Class ')]"))
         assert "Traceback" not in driver.page_source
     finally:
         driver.quit()

@@ -9,7 +9,7 @@ import textwrap
 
 from conftest import ROOT, TINY, write_mnist_folder
 
-ENTRY_SCRIPTS = {"main", "bench", "quality"}  # the scripts that turn flags into plain values
+ENTRY_SCRIPTS = {"main", "bench", "quality", "folders", "paper"}  # the scripts that turn flags into plain values
 MAX_LINES = 600
 
 
