@@ -172,9 +172,18 @@ def test_a_real_browser_picks_digits_and_sees_the_grid(server, tmp_path, monkeyp
         settled.until(lambda d: d.find_element(By.CSS_SELECTOR, "input[type='file']").send_keys(str(picture)) or True)
         settled.until(lambda d: d.find_element(By.XPATH, "//*[@id='hole']//label[normalize-space()='centre']").click()
                       or True)
-        settled.until(lambda d: d.find_element(By.ID, "complete").click() or True)
         completed = "const i = document.querySelector('#completion img'); return i && i.complete ? i.naturalWidth : null"
-        assert wait.until(lambda d: d.execute_script(completed)) == 4 * 28
+
+        def completion_shown(d):
+            """The completion's width once shown; until then the picture is given and Complete pressed again
+            (a press before the upload has landed gets 'upload a picture or draw one first')."""
+            width = d.execute_script(completed)
+            if not width:
+                d.find_element(By.CSS_SELECTOR, "input[type='file']").send_keys(str(picture))
+                d.find_element(By.ID, "complete").click()
+            return width
+        assert WebDriverWait(driver, 120, poll_frequency=3, ignored_exceptions=(StaleElementReferenceException,)
+                             ).until(completion_shown) == 4 * 28
         assert wait.until(lambda d: d.find_elements(By.XPATH, "//*[@id='found']//p[starts-with(normalize-space(), 'Class ')]"))
         assert "Traceback" not in driver.page_source
     finally:
