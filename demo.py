@@ -1,8 +1,8 @@
-"""A web page that draws the digits a visitor asks for: `python main.py --demo` (Gradio).
+"""A web page that draws what a visitor asks for: `python main.py --demo` (Gradio).
 
-Tabs: a grid of the chosen digits (a column per digit, a row per seed, as `--generate` draws it), a
-walk between two seeds for one digit and, served from a run's checkpoints, the completion of a picture
-uploaded or drawn (latent.py). Every image comes from an exported SavedModel through
+Tabs: a grid of the chosen classes (a column per class, a row per seed, as `--generate` draws it) or,
+of a model without classes, of pictures drawn from consecutive seeds; a walk between two seeds (of one
+class) and, served from a run's checkpoints, the completion of a picture uploaded or drawn (latent.py). Every image comes from an exported SavedModel through
 serving.generate, so a seed gives the same image here, on the command line and in TF Serving.
 """
 import contextlib
@@ -38,31 +38,47 @@ def check_seed(seed):
     return int(seed)
 
 
+COLUMNS = 8  # a model without classes: its pictures in rows of this many
+
+
+def class_names(model):
+    """The model's classes as a visitor reads them: the export's names (MNIST's digits), else indices."""
+    return list(getattr(model, "class_names", None) or []) or [str(k) for k in range(model.y_dim)]
+
+
 def draw_grid(model, digits, n, seed, max_images):
-    """uint8 grid [n*H, len(digits)*W, C] of n images per digit, image j drawn with seed + j."""
+    """uint8 grid [n*H, len(digits)*W, C] of n images per class (digits: their indices), image j drawn
+    with seed + j; of a model without classes (digits ignored), n pictures in rows of COLUMNS."""
+    if n is None or not float(n).is_integer() or n < 1:
+        raise ValueError("the number of images must be a whole number of at least 1")
+    if not model.y_dim:
+        if n > max_images:
+            raise ValueError(f"{int(n)} pictures: this demo draws at most {max_images} per request")
+        images = generate(model, None, n=int(n), seed=check_seed(seed))[0]
+        columns = min(COLUMNS, len(images))
+        return utils.make_grid(utils.padded(images, columns), -(-len(images) // columns), columns)
     digits = [int(d) for d in digits or []]
     if not digits:
-        raise ValueError("choose at least one digit")
+        raise ValueError("choose at least one class")
     if not all(0 <= d < model.y_dim for d in digits):
-        raise ValueError(f"digits must be in 0..{model.y_dim - 1}")
-    if n is None or not float(n).is_integer() or n < 1:
-        raise ValueError("the number of images per digit must be a whole number of at least 1")
+        raise ValueError(f"classes must be in 0..{model.y_dim - 1}")
     if len(digits) * n > max_images:
-        raise ValueError(f"{len(digits)} digits x {int(n)} images is {len(digits) * int(n)} images; this demo "
+        raise ValueError(f"{len(digits)} classes x {int(n)} images is {len(digits) * int(n)} images; this demo "
                          f"draws at most {max_images} per request")
     return utils.label_columns(generate(model, digits, n=int(n), seed=check_seed(seed)))
 
 
 def walk(model, digit, seed_a, seed_b, steps):
-    """uint8 frames [steps, H, W, C] of one digit, z moving in a straight line from seed_a's to seed_b's."""
-    if digit is None or not 0 <= int(digit) < model.y_dim:
-        raise ValueError(f"the digit must be in 0..{model.y_dim - 1}")
+    """uint8 frames [steps, H, W, C] of one class (digit: its index; None without classes), z moving in a
+    straight line from seed_a's to seed_b's."""
+    if model.y_dim and (digit is None or not 0 <= int(digit) < model.y_dim):
+        raise ValueError(f"the class must be in 0..{model.y_dim - 1}")
     if steps is None or not 2 <= steps <= 64:
         raise ValueError("the walk takes 2 to 64 steps")
     ends = [generate_z(model, check_seed(s)) for s in (seed_a, seed_b)]
     t = np.linspace(0.0, 1.0, int(steps), dtype=np.float32)[:, None]
     z = (1 - t) * ends[0] + t * ends[1]
-    return generate(model, [int(digit)], n=int(steps), z=z)[0]
+    return generate(model, [int(digit)] if model.y_dim else None, n=int(steps), z=z)[0]
 
 
 def generate_z(model, seed):
@@ -73,13 +89,13 @@ def describe(model, path, eval_path=None):
     """Markdown naming the export, its step and sizes, and its --eval figures (from eval_path or an
     eval.json inside the export) when they are for this step."""
     text = (f"Serving **{path}**: training step {model.step}, z_dim {model.z_dim}, "
-            f"{model.y_dim} classes.")
+            f"{model.y_dim or 'no'} classes.")
     figures = read_eval(eval_path, model.step) or read_eval(os.path.join(path, "eval.json"), model.step)
-    if figures:
-        text += (f" Measured by `--eval`: class accuracy {100 * figures['accuracy']:.2f} %, "
-                 f"FID {figures['fid']:.2f}, intra-class FID {figures['intra_fid']:.2f}, "
-                 f"lowest class diversity {figures['min_diversity']:.3f}.")
-    return text
+    shown = [("class accuracy", "accuracy", "{:.2%}"), ("FID", "fid", "{:.2f}"), ("intra-class FID", "intra_fid",
+             "{:.2f}"), ("KID", "kid", "{:.4f}"), ("precision", "precision", "{:.3f}"), ("recall", "recall", "{:.3f}"),
+             ("lowest class diversity", "min_diversity", "{:.3f}")]
+    measured = [f"{label} {form.format(figures[key])}" for label, key, form in shown if key in (figures or {})]
+    return text + (f" Measured by `--eval`: {', '.join(measured)}." if measured else "")
 
 
 def read_eval(path, step):
@@ -115,14 +131,15 @@ def build_app(model, path, max_images=400, eval_path=None, completer=None):
 
     def on_grid(digits, n, seed):
         grid = draw_grid(model, digits, n, seed, max_images)
-        png = os.path.join(scratch, f"digits_{'-'.join(map(str, digits))}_seed{int(seed)}.png")
+        asked = "-".join(map(str, digits)) if model.y_dim else f"{int(n)}"
+        png = os.path.join(scratch, f"{kind}_{asked}_seed{int(seed)}.png")
         utils.save_image(grid, png)
         keep_newest(scratch, KEPT)
         return utils.to_pil(grid), png
 
     def on_walk(digit, seed_a, seed_b, steps):
         frames = walk(model, digit, seed_a, seed_b, steps)
-        gif = os.path.join(scratch, f"walk_{int(digit)}_{int(seed_a)}_{int(seed_b)}.gif")
+        gif = os.path.join(scratch, f"walk_{f'{int(digit)}_' if model.y_dim else ''}{int(seed_a)}_{int(seed_b)}.gif")
         utils.save_gif(list(frames) + list(frames[-2:0:-1]), gif)  # there and back, ends not repeated
         keep_newest(scratch, KEPT)
         return utils.to_pil(utils.make_grid(frames, 1, len(frames))), gif
@@ -131,24 +148,30 @@ def build_app(model, path, max_images=400, eval_path=None, completer=None):
         strip, line = completer(picture_of(value), hole)
         return utils.to_pil(strip), line
 
-    choices = [str(k) for k in range(model.y_dim)]
-    with gr.Blocks(title="DCGAN digits") as app:
-        gr.Markdown("# Draw digits with a conditional DCGAN\n" + describe(model, path, eval_path))
-        with gr.Tab("Digits"):
+    names = class_names(model)
+    choices = [(name, str(k)) for k, name in enumerate(names)]
+    digit_model = names == utils.digit_names(10)
+    kind = "digits" if digit_model else "classes" if names else "pictures"
+    with gr.Blocks(title=f"DCGAN {kind}") as app:
+        gr.Markdown(f"# Draw {kind} with a{' conditional' * bool(names)} DCGAN\n" + describe(model, path, eval_path))
+        with gr.Tab(kind.capitalize()):
             with gr.Row():
-                digits = gr.CheckboxGroup(choices, value=choices, label="Digits", show_select_all=True,
-                                          elem_id="digits")
-                n = gr.Slider(1, 16, value=4, step=1, label="Images per digit", elem_id="n")
+                digits = gr.CheckboxGroup(choices, value=[v for _, v in choices], label=kind.capitalize(),
+                                          show_select_all=True, elem_id="digits", visible=bool(names))
+                n = gr.Slider(1, 16 if names else 64, value=4 if names else 16, step=1, elem_id="n",
+                              label=f"Images per {'digit' if digit_model else 'class'}" if names else "Pictures")
                 seed = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=MAX_SEED, elem_id="seed")
             with gr.Row():
                 new_seed = gr.Button("New seed", elem_id="new_seed")
                 draw = gr.Button("Generate", variant="primary", elem_id="generate")
-            grid = gr.Image(label="One column per digit, one row per seed", format="png", type="pil",
-                            interactive=False, height=448, elem_id="grid")
+            grid = gr.Image(label=f"One column per {'digit' if digit_model else 'class'}, one row per seed" if names
+                            else "One picture per seed, row by row", format="png", type="pil", interactive=False,
+                            height=448, elem_id="grid")
             download = gr.DownloadButton("Download PNG", elem_id="download")
         with gr.Tab("Walk between two seeds"):
             with gr.Row():
-                digit = gr.Dropdown(choices, value=choices[0], label="Digit", elem_id="walk_digit")
+                digit = gr.Dropdown(choices, value=choices[0][1] if choices else None, elem_id="walk_digit",
+                                    label="Digit" if digit_model else "Class", visible=bool(names))
                 seed_a = gr.Number(0, label="From seed", precision=0, minimum=0, maximum=MAX_SEED)
                 seed_b = gr.Number(1, label="To seed", precision=0, minimum=0, maximum=MAX_SEED)
                 steps = gr.Slider(2, 32, value=10, step=1, label="Steps")
@@ -159,7 +182,7 @@ def build_app(model, path, max_images=400, eval_path=None, completer=None):
         if completer:
             with gr.Tab("Complete a picture"):
                 gr.Markdown("Upload a picture, or draw one (white on black, as MNIST's digits), and pick the part to "
-                            "hide: the generator fills it in, finding the digit and its style from the rest "
+                            "hide: the generator fills it in, finding the class and the style from the rest "
                             "(Yeh et al. 2017).")
                 with gr.Row():
                     canvas = gr.ImageEditor(np.zeros((280, 280, 3), np.uint8), type="numpy", image_mode="RGB",

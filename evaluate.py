@@ -222,6 +222,14 @@ class Reference:
                           for k in range(num_classes)},
         }
 
+    def score(self, model, n):
+        """The figures of n images per class drawn by model (a DCGAN or an export)."""
+        return generated_quality(model, self, n)
+
+    @staticmethod
+    def summary(result):
+        return format_summary(result)
+
     def evaluate(self, images, labels):
         """Figures for generated images [N, 28, 28(, 1)] that were asked to be of classes labels [N]."""
         labels = np.asarray(labels)
@@ -299,7 +307,8 @@ def generated_quality(model, reference, n):
 
 def write_eval(model, folder, step, n, reference=None):
     """--eval: the figures of model at step printed and written to folder/eval.json; against reference
-    (n images per class), or for the curves (reference None) how well n curves fit their family."""
+    (a Reference, n images per class, or a folder_eval.FolderReference), or for the curves (reference
+    None) how well n curves fit their family."""
     if reference is None:  # the curves: the truth is known
         from model import z_from_seeds
         z = z_from_seeds(EVAL_SEED + np.arange(n, dtype=np.int64), model.z_dim, model.z_dist)
@@ -307,10 +316,10 @@ def write_eval(model, folder, step, n, reference=None):
         publish(result, format_curve_summary(result), folder)
         return
     try:
-        result = {"step": step, **generated_quality(model, reference, n)}
+        result = {"step": step, **reference.score(model, n)}
     except ValueError as e:
         raise utils.DCGANError(f"cannot evaluate: {e}") from None
-    publish(result, format_summary(result), folder)
+    publish(result, reference.summary(result), folder)
 
 
 def as_digits(images):

@@ -288,6 +288,33 @@ def named(found, class_names):
     return f"class {class_names[found.label[0]]}, " if found.label is not None else ""
 
 
+def check_asked(arithmetic, invert, complete, class_names=()):
+    """A DCGANError for an --arithmetic expression that does not parse or an --invert or --complete
+    picture that is not there, before the model is loaded."""
+    for flag, path in (("invert", invert), ("complete", complete)):
+        if path and not os.path.isfile(path):
+            raise utils.DCGANError(f"--{flag}: there is no picture {path}")
+    if arithmetic and arithmetic.strip() != "grid":
+        try:
+            parse_terms(arithmetic, class_names)
+        except ValueError as e:
+            raise utils.DCGANError(e) from None
+
+
+def write_asked(dcgan, folder, class_names, arithmetic="", invert="", complete="", hole="centre", labels=None, n=8,
+                seed=0):
+    """main.py's --arithmetic, --invert and --complete into folder; what was written printed."""
+    try:
+        if arithmetic:
+            print(write_arithmetic(dcgan, arithmetic, folder, class_names, labels, n, seed))
+        if invert:
+            print(write_inversion(dcgan, invert, folder, class_names))
+        if complete:
+            print(write_completion(dcgan, complete, hole, folder, class_names))
+    except ValueError as e:
+        raise utils.DCGANError(e) from None
+
+
 def write_inversion(dcgan, path, folder, class_names=()):
     """--invert: the picture beside G's drawing of the z found (invert_<name>.png) and that z (.npy)."""
     os.makedirs(folder, exist_ok=True)

@@ -32,8 +32,9 @@ import distribute
 import utils
 import visualize
 from data import CURVE_POINTS, CURVES, MNIST_LIKE, NUM_CLASSES, parse_labels
-from run import (DEFAULTS, SETTINGS, UNSET, Run, checkpoint_manager, checkpoint_prefixes, class_names,
-                 clear_unfinished_saves, held_alone, repair_checkpoint_list, restore, run_name, save_checkpoint)
+from run import (BEST, DEFAULTS, SETTINGS, UNSET, Run, best_manager, checkpoint_manager, checkpoint_prefixes,
+                 class_names, clear_unfinished_saves, held_alone, repair_checkpoint_list, restore, run_name,
+                 save_checkpoint)
 from utils import DCGANError, Stopped, digit_names, disk_full, first_line, memory_shortage
 
 # An image folder's defaults, the original's: 108x108 crops (celebA's faces) drawn at 64x64.
@@ -81,8 +82,8 @@ flags.DEFINE_integer("n_per_label", 8, "With --generate: images per label.", low
 flags.DEFINE_boolean("save_individual", False, "With --generate: also write one PNG per image.")
 flags.DEFINE_string("from_savedmodel", "", "With --generate or --demo: use this exported SavedModel (a version "
                     "folder) instead of the latest checkpoint.")
-flags.DEFINE_boolean("demo", False, "Start a web page that draws the digits asked for, from the latest "
-                     "checkpoint's export (written first if missing) or --from_savedmodel.")
+flags.DEFINE_boolean("demo", False, "Start a web page that draws the classes asked for (or pictures), from the "
+                     "--step checkpoint's export (written first if missing) or --from_savedmodel.")
 flags.DEFINE_string("demo_host", "127.0.0.1", "With --demo: address to listen on; 0.0.0.0 lets anyone who can "
                     "reach this machine make it compute.")
 flags.DEFINE_integer("demo_port", 7860, "With --demo: port to listen on.", lower_bound=1, upper_bound=65535)
@@ -90,9 +91,16 @@ flags.DEFINE_integer("demo_max_images", 400, "With --demo: most images one reque
 flags.DEFINE_integer("demo_max_queue", 64, "With --demo: most requests waiting at once; more are answered at once "
                      "that the queue is full.", lower_bound=1)
 flags.DEFINE_boolean("eval", False, "Measure sample quality (class accuracy, FID, intra-class FID, diversity) "
-                     "of the latest checkpoint or --eval_savedmodel, print it and write eval.json. An unconditional "
-                     "grayscale folder's run: FID against the folder's images and the classes an MNIST classifier "
-                     "reads, in its features.")
+                     "of the checkpoint (--step) or --eval_savedmodel, print it and write eval.json. Image folders: "
+                     "see --eval_folder.")
+flags.DEFINE_string("eval_folder", "", "Image-folder runs, --eval and --eval_freq: a labelled folder (a sub-folder of "
+                    "pictures per class; a name in --data_dir or a path) whose own classifier, trained once, scores the "
+                    "samples: FID, KID, precision/recall, class accuracy or mix (default: the run's folder if it has "
+                    "classes; else --eval uses InceptionV3 on colour and the MNIST classifier on grayscale).")
+flags.DEFINE_boolean("keep_best", False, "With --eval_freq: also keep the checkpoint of the lowest FID yet, in "
+                     "<checkpoint_dir>/<run>/best/ (--step best uses it).")
+flags.DEFINE_enum("step", "latest", ["latest", "best"], "The checkpoint that --generate, --eval, --export, --demo "
+                  "and the rest use: the latest, or the best one --keep_best kept.")
 flags.DEFINE_string("eval_savedmodel", "", "With --eval: evaluate this exported SavedModel (a version folder).")
 flags.DEFINE_integer("eval_n", 1000, "Generated images per class for --eval and --eval_freq.", lower_bound=2)
 flags.DEFINE_boolean("retrain_classifier", False, "With --eval or --eval_freq: score with a classifier trained "
@@ -140,6 +148,8 @@ flags.DEFINE_enum("recipe", "original", ["original", "best"], "How to train, whe
                   "--beta1, --g_steps and --batch_size are not given: original, the variant's own recipe (the "
                   "original's for the default networks); best, the best one measured here (docs/quality.md: one G "
                   "update, batch 32, D's learning rate twice G's). Stored with the run.")
+flags.DEFINE_boolean("augment", False, "DiffAugment (Zhao et al. 2020): D sees every batch, real and generated, "
+                     "randomly recoloured, shifted and cut out, so that it cannot learn a small folder by heart.")
 flags.DEFINE_integer("g_steps", None, "Generator updates per batch (default: the original's 2; 1, as their sources, for "
                      "--arch mlp and cs231n and --loss lsgan).", lower_bound=1)
 flags.DEFINE_float("ema_decay", 0.999, "Sample, evaluate and export with an exponential moving average of the "
@@ -170,8 +180,8 @@ flags.DEFINE_string("speed_record", os.environ.get("DCGAN_SPEED_RECORD", os.path
     "training step on the machines it ran on (it writes there): a --precision it measured slower than float32 on "
     "this machine runs in float32, with a warning ('': not consulted).")
 flags.DEFINE_integer("layers", None, "Image folders without classes: stride-2 layers of the dcgan networks "
-                     "(default: as many as keep the smallest feature map at least 4x4, at most 4: 4 at 64x64, 3 at "
-                     "32x32; the original always has 4).", lower_bound=1, upper_bound=4)
+                     "(default: as many as keep the smallest feature map at least 4x4, at most 5: 5 at 128x128, 4 "
+                     "at 64x64, 3 at 32x32; the original always has 4).", lower_bound=1, upper_bound=5)
 flags.DEFINE_integer("gf_dim", 64, "Generator filters in the first deconv layer's output.", lower_bound=1)
 flags.DEFINE_integer("df_dim", 64, "Discriminator filters in the second conv layer.", lower_bound=1)
 flags.DEFINE_integer("gfc_dim", 1024, "Generator fully connected units.", lower_bound=1)
@@ -192,11 +202,17 @@ def _dataset_name(name):
 
 
 @flags.multi_flags_validator(["dataset", "eval_freq", "eval_savedmodel"],
-                             message="--eval_freq and --eval_savedmodel score with an MNIST classifier: they apply to "
-                                     f"{' and '.join(MNIST_LIKE)} runs only (--eval also scores {CURVES} and "
-                                     "grayscale image folders)")
+                             message=f"--eval_savedmodel applies to {' and '.join(MNIST_LIKE)} runs only, --eval_freq "
+                                     f"to them and image folders (--eval also scores {CURVES})")
 def _evaluable(f):
-    return f["dataset"] in MNIST_LIKE or not (f["eval_freq"] or f["eval_savedmodel"])
+    return f["dataset"] in MNIST_LIKE or not (f["eval_savedmodel"] or f["eval_freq"] and f["dataset"] == CURVES)
+
+
+@flags.multi_flags_validator(["keep_best", "eval_freq", "step", "train"],
+                             message="--keep_best keeps the best step --eval_freq finds: it needs --eval_freq; --step "
+                                     "best does not go with --train (training goes on from the latest)")
+def _best(f):
+    return (f["eval_freq"] or not f["keep_best"]) and not (f["step"] == "best" and f["train"])
 
 
 @flags.multi_flags_validator(["dataset", "arch", "input_height", "input_width", "output_height", "output_width",
@@ -362,9 +378,8 @@ def build_model(config, strategy=None):
         config["layers"] = unconditional_layers(config["output_height"], config["output_width"])
     recipe = training_recipe(config)
     precision = distribute.usable_precision(FLAGS.precision, FLAGS.speed_record, bench_model(config))
-    return build_dcgan(config, strategy, precision, recipe["learning_rate"],
-                       recipe["beta1"], recipe["g_steps"], FLAGS.sync_batch_norm, FLAGS.raw_weights,
-                       recipe["d_learning_rate"])
+    return build_dcgan(config, strategy, precision, recipe["learning_rate"], recipe["beta1"], recipe["g_steps"],
+                       FLAGS.sync_batch_norm, FLAGS.raw_weights, recipe["d_learning_rate"], FLAGS.augment)
 
 
 def bench_model(config):
@@ -389,28 +404,28 @@ def download():
     return not FLAGS["data_dir"].present
 
 
-def load_training_data(config):
-    return data.load_training_data(config, FLAGS.data_dir, download())
-
-
-def load_eval_reference(dataset):
+def eval_reference(config):
+    """What --eval and --eval_freq score the run (config) against: MNIST's test digits and classifier, or a
+    labelled folder's pictures and classifier (folder_eval); None for the curves and unlabelled folders."""
     import evaluate
+    import folder_eval
+    cache = os.path.join(FLAGS.checkpoint_dir, "classifier")
     try:
-        return evaluate.load_reference(FLAGS.data_dir, dataset, os.path.join(FLAGS.checkpoint_dir, "classifier"),
-                                       download(), FLAGS.retrain_classifier)
+        if config["dataset"] in MNIST_LIKE:
+            return evaluate.load_reference(FLAGS.data_dir, config["dataset"], cache, download(), FLAGS.retrain_classifier)
+        return None if config["dataset"] == CURVES else \
+            folder_eval.run_reference(config, FLAGS.data_dir, FLAGS.eval_folder, cache)
     except ValueError as e:
         raise DCGANError(f"cannot evaluate: {e}") from None
 
 
-def write_eval(model, folder, step, dataset, config=None):
-    """--eval of an MNIST-like or curves model, or of a run's (config) model of a grayscale folder."""
+def write_eval(model, folder, step, config):
+    """--eval of the run (config) of model: against eval_reference, else in InceptionV3's features (colour)
+    or the MNIST classifier's (grayscale) against the folder's own pictures."""
     import evaluate
-    if dataset in MNIST_LIKE or dataset == CURVES:
-        reference = None if dataset == CURVES else load_eval_reference(dataset)
+    reference = eval_reference(config)
+    if reference or config["dataset"] == CURVES:
         return evaluate.write_eval(model, folder, step, FLAGS.eval_n, reference)
-    if config["y_dim"]:
-        raise DCGANError("--eval scores image folders without classes (and MNIST); run "
-                         f"'{os.path.basename(folder)}' is conditional")
     if config["c_dim"] != 1:  # InceptionV3 at 299x299 on a CPU: fewer images
         features = evaluate.inception_features()
         real = data.load_training_data(config, FLAGS.data_dir, download(), limit=4 * FLAGS.eval_n)[0]
@@ -421,8 +436,6 @@ def write_eval(model, folder, step, dataset, config=None):
 
 def run_demo(model, path, eval_path, completer=None):
     import demo
-    if not model.y_dim:
-        raise DCGANError(f"--demo draws the classes a visitor picks, and {path} is unconditional")
     demo.serve(model, path, FLAGS.demo_host, FLAGS.demo_port, FLAGS.demo_max_images, eval_path,
                max_queue=FLAGS.demo_max_queue, completer=completer)
 
@@ -440,12 +453,15 @@ def train(dcgan, run, training_data, strategy):
                             "under another --out_name"):
         clear_unfinished_saves(folder)
         manager = checkpoint_manager(dcgan, folder, FLAGS.max_to_keep)
-        recipe = run.config["training"] = training_recipe(run.config)  # recorded in config.json, as used
+        recipe = training_recipe(run.config)
+        run.config["training"] = {**recipe, "augment": FLAGS.augment}  # recorded in config.json, as used
         restore(manager, required=False, folder=run.checkpoints, learning_rate=recipe["learning_rate"],
                 d_learning_rate=recipe["d_learning_rate"])
-        reference = load_eval_reference(run.config["dataset"]) if FLAGS.eval_freq and distribute.is_chief(strategy) else None
+        chief = distribute.is_chief(strategy)
+        reference = eval_reference(run.config) if FLAGS.eval_freq and chief else None
         training.train(dcgan, manager, run, training_data, strategy, FLAGS.epoch, FLAGS.sample_freq, FLAGS.ckpt_freq,
-                       FLAGS.eval_freq, reference, FLAGS.eval_n, FLAGS.G_img_sum)
+                       FLAGS.eval_freq, reference, FLAGS.eval_n, FLAGS.G_img_sum,
+                       best_manager(dcgan, run.checkpoints) if FLAGS.keep_best and chief else None)
     if folder != run.checkpoints:  # the chief's checkpoints are the run's
         shutil.rmtree(folder, ignore_errors=True)
     return folder == run.checkpoints
@@ -465,7 +481,7 @@ def main(argv):
         elif FLAGS.from_savedmodel:
             run_demo(exported, FLAGS.from_savedmodel, os.path.join(folder, "eval.json"))
         else:
-            write_eval(exported, folder, exported.step, FLAGS.dataset)
+            write_eval(exported, folder, exported.step, run_config())
         return
     imported = import_original(FLAGS.import_original) if FLAGS.import_original else None
     run = open_run(run_config(), imported)
@@ -477,14 +493,23 @@ def main(argv):
     if FLAGS.train and FLAGS.strategy != "auto":
         strategy = distribute.make_strategy(FLAGS.strategy, FLAGS.logical_cpus, FLAGS.worker_wait)
     # A new image folder run learns its channels and classes from its images.
-    training_data = load_training_data(run.config) if FLAGS.train else None
+    if FLAGS.eval_folder and (FLAGS.eval or FLAGS.eval_freq):  # before reading pictures to train on
+        import folder_eval
+        folder_eval.list_labelled_folder(os.path.join(FLAGS.data_dir, FLAGS.eval_folder))
+    training_data = data.load_training_data(run.config, FLAGS.data_dir, download()) if FLAGS.train else None
+    if FLAGS.eval_freq and not (run.config["dataset"] in MNIST_LIKE or FLAGS.eval_folder or run.config["class_names"]):
+        raise DCGANError("--eval_freq on an image folder scores with a labelled folder's classifier: give --eval_folder")
     repair_checkpoint_list(run.checkpoints)
     # Before TensorFlow loads: a mistyped name or a forgotten --train is answered at once.
     if not FLAGS.train and not os.path.exists(os.path.join(run.checkpoints, "checkpoint")):
         raise DCGANError(f"no checkpoint in {run.checkpoints}: train first with --train")
+    if FLAGS.step == "best" and not os.path.exists(os.path.join(run.checkpoints, BEST, "checkpoint")):
+        raise DCGANError(f"no best checkpoint in {os.path.join(run.checkpoints, BEST)}: train with --eval_freq and --keep_best")
     names = class_names(run.config)
     labels = labels_asked(names) if FLAGS.generate or FLAGS["labels"].present else None
-    check_latent_inputs(names)
+    if FLAGS.arithmetic or FLAGS.invert or FLAGS.complete:
+        import latent
+        latent.check_asked(FLAGS.arithmetic, FLAGS.invert, FLAGS.complete, names)
     if FLAGS.train and strategy is None:
         strategy = distribute.make_strategy("auto")
     dcgan = build_model(run.config, strategy)
@@ -492,7 +517,8 @@ def main(argv):
         if not train(dcgan, run, training_data, strategy):
             return  # a worker: the chief writes the rest
     else:
-        restore(checkpoint_manager(dcgan, run.checkpoints, FLAGS.max_to_keep), required=True)
+        best = FLAGS.step == "best"
+        restore(best_manager(dcgan, run.checkpoints) if best else checkpoint_manager(dcgan, run.checkpoints), True)
     sample_or_serve(dcgan, run, labels, names)
 
 
@@ -502,10 +528,12 @@ def sample_or_serve(dcgan, run, labels, names):
     if FLAGS.generate:
         write_generated(dcgan, labels, names, run.samples)
     if FLAGS.eval:
-        write_eval(dcgan, run.samples, dcgan.trained_steps(), run.config["dataset"], run.config)
+        write_eval(dcgan, run.samples, dcgan.trained_steps(), run.config)
     latent_asked = FLAGS.arithmetic or FLAGS.invert or FLAGS.complete
     if latent_asked:
-        write_latent(dcgan, run.samples, labels, names)
+        import latent
+        latent.write_asked(dcgan, run.samples, names, FLAGS.arithmetic, FLAGS.invert, FLAGS.complete, FLAGS.mask,
+                           labels, FLAGS.n_per_label, FLAGS.seed or 0)
     if not (FLAGS.train or FLAGS.generate or FLAGS.eval or FLAGS.demo or FLAGS.plot or latent_asked):
         os.makedirs(run.samples, exist_ok=True)
         path = os.path.join(run.samples, f"test_{dcgan.trained_steps():06d}.png")
@@ -527,34 +555,6 @@ def sample_or_serve(dcgan, run, labels, names):
         import latent
         run_demo(*serving.current_export(dcgan, run.exports, class_list), os.path.join(run.samples, "eval.json"),
                  functools.partial(latent.complete_picture, dcgan, names))
-
-
-def check_latent_inputs(names):
-    """--arithmetic's expression and the pictures of --invert and --complete, before the model is loaded."""
-    for flag in ("invert", "complete"):
-        if FLAGS[flag].value and not os.path.isfile(FLAGS[flag].value):
-            raise DCGANError(f"--{flag}: there is no picture {FLAGS[flag].value}")
-    if FLAGS.arithmetic and FLAGS.arithmetic.strip() != "grid":
-        from latent import parse_terms
-        try:
-            parse_terms(FLAGS.arithmetic, names)
-        except ValueError as e:
-            raise DCGANError(e) from None
-
-
-def write_latent(dcgan, folder, labels, names):
-    """--arithmetic, --invert and --complete (latent.py), into folder."""
-    import latent
-    try:
-        if FLAGS.arithmetic:
-            print(latent.write_arithmetic(dcgan, FLAGS.arithmetic, folder, names, labels, FLAGS.n_per_label,
-                                          FLAGS.seed or 0))
-        if FLAGS.invert:
-            print(latent.write_inversion(dcgan, FLAGS.invert, folder, names))
-        if FLAGS.complete:
-            print(latent.write_completion(dcgan, FLAGS.complete, FLAGS.mask, folder, names))
-    except ValueError as e:
-        raise DCGANError(e) from None
 
 
 def run_main(argv):

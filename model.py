@@ -11,6 +11,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
+from augment import diff_augment
 from ops import (SpectralNorm, batch_norm, concat, conv2d, conv_out_size_same, deconv2d, deconv_to, dense,
                  dtype_policy, linear, lrelu)
 
@@ -238,11 +239,12 @@ def generator_class(arch, y_dim):
 CURVES_G, CURVES_D = dict(hidden=(128,), tanh=False), dict(hidden=(128,), leak=0.0)
 
 
-def unconditional_layers(height, width, smallest=4, most=4):
+def unconditional_layers(height, width, smallest=4, most=5):
     """How many stride-2 layers the unconditional dcgan networks get for this output size: the original
     always has four, which halve its 64x64 to 4x4; here as many as keep the smallest map at least
-    4x4 (three at 32x32 or 28x28), at most four. Its four at 32x32 leave 2x2 maps, and on a folder
-    of digits every run collapsed to a few shapes, in PyTorch as here; with three, every digit came."""
+    4x4 (three at 32x32 or 28x28, five at 128x128), at most five. Its four at 32x32 leave 2x2 maps, and
+    on a folder of digits every run collapsed to a few shapes, in PyTorch as here; with three, every
+    digit came."""
     layers, size = 0, min(height, width)
     while layers < most and conv_out_size_same(size) >= smallest:
         layers, size = layers + 1, conv_out_size_same(size)
@@ -379,10 +381,11 @@ class DCGAN(keras.Model):
     def __init__(self, y_dim=10, z_dim=100, output_height=28, output_width=28, c_dim=1, gf_dim=64,
                  df_dim=64, gfc_dim=1024, dfc_dim=1024, z_dist="uniform_signed", g_steps=2, seed=0,
                  ema_decay=0.0, arch="dcgan", loss="gan", spectral_norm=False, sync_batch_norm=False,
-                 precision="float32", layers=4, projection=False, unbiased_moving_variance=False, **kwargs):
+                 precision="float32", layers=4, projection=False, unbiased_moving_variance=False, augment=False,
+                 **kwargs):
         super().__init__(**kwargs)
         self.y_dim, self.z_dim, self.z_dist, self.g_steps, self.loss = y_dim, z_dim, z_dist, g_steps, loss
-        self.seed, self.precision = seed, precision
+        self.seed, self.precision, self.augment = seed, precision, augment
         with dtype_policy(precision):
             self.generator, self.discriminator = networks(arch, output_height, output_width, c_dim, y_dim, gf_dim,
                                                           df_dim, gfc_dim, dfc_dim, spectral_norm, layers,
@@ -474,11 +477,11 @@ class DCGAN(keras.Model):
                 logs = self.update_discriminator(x, tf.stop_gradient(fake), y)
             # The first G update reuses the fake batch D was just trained on: G has not changed
             # since, so this saves one generator forward pass per step over the original.
-            g_loss = self.generator_loss(fake, y)
+            g_loss = self.generator_loss(fake, y, 2)
         self.apply_gradients(self.g_updater, g_tape, g_loss, self.generator)
-        for _ in range(self.g_steps - 1):
+        for i in range(self.g_steps - 1):
             with tf.GradientTape() as g_tape:
-                g_loss = self.generator_loss(self.generator(z, y, training=True), y)
+                g_loss = self.generator_loss(self.generator(z, y, training=True), y, 3 + i)
             self.apply_gradients(self.g_updater, g_tape, g_loss, self.generator)
         if self.average:
             self.average.update()
@@ -489,8 +492,8 @@ class DCGAN(keras.Model):
         for layer in self.spectral_layers:  # one power iteration per D update, before its forward passes
             layer.power_iteration()
         with tf.GradientTape() as tape:
-            real_scores = self.discriminator(x, y, training=True)
-            fake_scores = self.discriminator(fake, y, training=True)
+            real_scores = self.discriminator(self.d_view(x, 0), y, training=True)
+            fake_scores = self.discriminator(self.d_view(fake, 1), y, training=True)
             d_loss_real = adversarial_loss(self.loss, real_scores, 1.0)
             d_loss_fake = adversarial_loss(self.loss, fake_scores, 0.0)
             d_loss = d_loss_real + d_loss_fake
@@ -504,11 +507,19 @@ class DCGAN(keras.Model):
         return {"d_loss": d_loss, "d_loss_real": d_loss_real, "d_loss_fake": d_loss_fake,
                 "d_real": global_mean(shown(real_scores)), "d_fake": global_mean(shown(fake_scores))}
 
-    def generator_loss(self, fake, y):
+    def d_view(self, images, salt):
+        """What D sees of a batch: with augment, DiffAugment's transforms of it (augment.py), drawn anew
+        for each step and salt (which of the step's batches it is)."""
+        if not self.augment:
+            return images
+        return diff_augment(images, tf.stack([tf.cast(self.seed, tf.int64), self.step * 16 + salt]))
+
+    def generator_loss(self, fake, y, salt):
         # Stateless: D's batch-norm statistics move with D's own updates only, so a G update changes
         # nothing of D (its statistics are never used: D always runs in training mode).
         d = self.discriminator
-        scores, _ = d.stateless_call(d.trainable_variables, d.non_trainable_variables, fake, y, training=True)
+        scores, _ = d.stateless_call(d.trainable_variables, d.non_trainable_variables, self.d_view(fake, salt), y,
+                                     training=True)
         return adversarial_loss(self.loss, scores, 1.0)
 
     @staticmethod
@@ -549,7 +560,7 @@ def variant_recipe(arch, loss):
 
 
 def build_dcgan(config, strategy=None, precision="float32", learning_rate=0.0002, beta1=0.5, g_steps=2,
-                sync_batch_norm=False, raw_weights=False, d_learning_rate=None):
+                sync_batch_norm=False, raw_weights=False, d_learning_rate=None, augment=False):
     """A run's DCGAN, compiled with its optimisers, its variables placed by strategy (default: one device).
     config: the run's settings (run.py: sizes, widths, arch, loss, seed, ...); the rest are how it trains
     and samples now, free to change on every resume."""
@@ -562,7 +573,7 @@ def build_dcgan(config, strategy=None, precision="float32", learning_rate=0.0002
                       ema_decay=config["ema_decay"], arch=config["arch"], loss=config["loss"],
                       spectral_norm=config["spectral_norm"], sync_batch_norm=sync_batch_norm, precision=precision,
                       layers=config.get("layers") or 4, projection=config.get("projection", False),
-                      unbiased_moving_variance=config.get("moving_variance") == "unbiased")
+                      unbiased_moving_variance=config.get("moving_variance") == "unbiased", augment=augment)
         # epsilon 1e-8 is TF1's AdamOptimizer default, which the original used (Keras' is 1e-7).
         d_rate = learning_rate if d_learning_rate is None else d_learning_rate  # a two time-scale rule when they differ
         dcgan.compile(d_optimizer=FusedAdam(d_rate, beta_1=beta1, epsilon=1e-8),

@@ -1,14 +1,17 @@
 """Sample quality over seeds: each recipe trained for one epoch per seed, scored by --eval.
 
-One GAN run is an anecdote; this trains MNIST with every seed through main.py, evaluates each run with
-every recipe's sampling flags and the shipped MNIST classifier, and prints a markdown table of the
-mean and range (min-max) of each figure. The original recipe is the same training sampled with the
-raw weights: the weight average never feeds back into training (tests/test_model.py checks that).
-Finished runs and evaluations are not redone, so an interrupted table resumes where it stopped.
+One GAN run is an anecdote; this trains MNIST (or a picture folder) with every seed through main.py,
+evaluates each run with every recipe's sampling flags and the shipped MNIST classifier (a folder: the
+classifier of the labelled --eval_folder), and prints a markdown table of the mean and range (min-max)
+of each figure. The original recipe is the same training sampled with the raw weights: the weight
+average never feeds back into training (tests/test_model.py checks that). Finished runs and
+evaluations are not redone, so an interrupted table resumes where it stopped.
 
     python quality.py --data_dir ../shared/data [--seeds 0,1,2] [--epoch 1]
     python quality.py --data_dir ../shared/data --seeds 0 --recipes defaults,lsgan,sn,mlp,cs231n \
         --out samples/variants.md
+    python quality.py --dataset emoji-google --data_dir ../shared/data --input_fname_pattern '64/*.png' \
+        --eval_folder data/emoji-categories --recipes defaults,augment --epoch 8
 """
 import json
 import os
@@ -20,7 +23,6 @@ import numpy as np
 from absl import app, flags
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
-MNIST_IMAGES = 70000  # its train and test splits, joined as the original does
 # key: (name, training flags, sampling flags); recipes with the same training flags score the same runs
 RECIPES = {
     "defaults": ("defaults (weight average)", [], []),
@@ -30,14 +32,20 @@ RECIPES = {
     "sn": ("spectral norm (SN-GAN)", ["--spectral_norm"], []),
     "mlp": ("CS231N fully connected", ["--arch=mlp"], []),
     "cs231n": ("CS231N convolutional", ["--arch=cs231n"], []),
+    "augment": ("DiffAugment (colour, translation, cutout)", ["--augment"], []),
 }
 FIGURES = (("accuracy", "class accuracy %", 100, "{:.2f}"), ("fid", "FID", 1, "{:.2f}"),
            ("intra_fid", "intra-class FID", 1, "{:.2f}"), ("min_diversity", "lowest class diversity", 1, "{:.3f}"),
            ("precision", "precision", 1, "{:.3f}"), ("recall", "recall", 1, "{:.3f}"),
            ("density", "density", 1, "{:.3f}"), ("coverage", "coverage", 1, "{:.3f}"),
-           ("min_class_recall", "lowest class recall", 1, "{:.3f}"))
+           ("min_class_recall", "lowest class recall", 1, "{:.3f}"), ("kid", "KID", 1, "{:.4f}"),
+           ("class_tv", "class mix TV", 1, "{:.3f}"))
 
-flags.DEFINE_string("data_dir", "./data", "Folder that holds mnist/.")
+flags.DEFINE_string("data_dir", "./data", "Folder that holds mnist/ (or --dataset).")
+flags.DEFINE_string("dataset", "mnist", "mnist, or a picture folder in --data_dir (main.py's --dataset).")
+flags.DEFINE_string("input_fname_pattern", "*.jpg", "A picture folder's files (main.py's flag).")
+flags.DEFINE_string("eval_folder", "", "A picture folder's labelled folder, whose classifier scores it (main.py's flag).")
+flags.DEFINE_string("precision", "float32", "main.py's --precision for training (sampling stays float32).")
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds to train with.")
 flags.DEFINE_list("recipes", ["defaults", "original"], f"Recipes to compare, from {', '.join(RECIPES)}.")
 flags.DEFINE_integer("epoch", 1, "Epochs per run.", lower_bound=1)
@@ -46,7 +54,10 @@ FLAGS = flags.FLAGS
 
 
 def main_py(*args):
-    command = [sys.executable, os.path.join(ROOT, "main.py"), "--dataset=mnist", f"--data_dir={FLAGS.data_dir}", *args]
+    folder = [f"--input_fname_pattern={FLAGS.input_fname_pattern}", f"--eval_folder={FLAGS.eval_folder}"] \
+        if FLAGS.dataset != "mnist" else []
+    command = [sys.executable, os.path.join(ROOT, "main.py"), f"--dataset={FLAGS.dataset}",
+               f"--data_dir={FLAGS.data_dir}", *folder, *args]
     print(f"== {' '.join(command[1:])}", flush=True)
     start = time.monotonic()
     if subprocess.run(command).returncode != 0:
@@ -58,23 +69,16 @@ def train_and_evaluate(key, seed):
     """eval.json of one recipe and seed, training and evaluating first unless done before."""
     _, training, sampling = RECIPES[key]
     # Recipes that only sample differently share the defaults' runs.
-    folder = f"quality_e{FLAGS.epoch}_s{seed}" + (f"_{key}" if training else "")
-    if not trained(folder):
-        main_py("--train", "--export", f"--epoch={FLAGS.epoch}", f"--seed={seed}", f"--out_name={folder}", *training)
-    sample_dir = os.path.join("samples", "quality", key)
-    path = os.path.join(sample_dir, folder, "eval.json")
-    if not os.path.exists(path) or "precision" not in read_json(path):  # or scored before precision and recall
-        main_py("--eval", f"--out_name={folder}", f"--sample_dir={sample_dir}", *sampling)
+    folder = f"quality{'' if FLAGS.dataset == 'mnist' else '_' + FLAGS.dataset}_e{FLAGS.epoch}_s{seed}" + \
+        (f"_{key}" if training else "")
+    path = os.path.join("samples", "quality", key, folder, "eval.json")
+    if os.path.exists(path) and "precision" in read_json(path):  # scored before (not before precision and recall)
+        return read_json(path)
+    # A finished run says so and stops; an unfinished one resumes.
+    main_py("--train", "--export", f"--epoch={FLAGS.epoch}", f"--seed={seed}", f"--out_name={folder}",
+            f"--precision={FLAGS.precision}", *training)
+    main_py("--eval", f"--out_name={folder}", f"--sample_dir={os.path.dirname(os.path.dirname(path))}", *sampling)
     return read_json(path)
-
-
-def trained(folder):
-    """Whether the run in checkpoints/folder has its checkpoint of the last step of --epoch epochs."""
-    config = os.path.join("checkpoints", folder, "config.json")
-    if not os.path.exists(config):
-        return False
-    steps = FLAGS.epoch * (MNIST_IMAGES // read_json(config)["batch_size"])
-    return os.path.exists(os.path.join("checkpoints", folder, f"ckpt-{steps}.index"))
 
 
 def read_json(path):
@@ -84,20 +88,20 @@ def read_json(path):
 
 def table(results):
     """Markdown: one row per recipe, mean and range over its seeds for each figure."""
-    header = "| recipe | flags | seeds | " + " | ".join(label for _, label, _, _ in FIGURES) + " |"
-    rows = [header, "|" + " --- |" * (3 + len(FIGURES))]
+    runs = [run for _, recipe_runs in results.values() for run in recipe_runs]
+    figures = [figure for figure in FIGURES if all(figure[0] in run for run in runs)]  # MNIST's or a folder's
+    header = "| recipe | flags | seeds | " + " | ".join(label for _, label, _, _ in figures) + " |"
+    rows = [header, "|" + " --- |" * (3 + len(figures))]
     for name, (args, runs) in results.items():
         cells = []
-        for key, _, scale, fmt in FIGURES:
+        for key, _, scale, fmt in figures:
             values = np.array([run[key] for run in runs]) * scale
             cells.append(f"{fmt.format(values.mean())} ({fmt.format(values.min())}–{fmt.format(values.max())})")
         seeds = ",".join(str(run["seed"]) for run in runs)
         rows.append(f"| {name} | `{args or '(none)'}` | {seeds} | " + " | ".join(cells) + " |")
     real = next(iter(results.values()))[1][0]["real"]
-    rows.append("\nReal training digits against the test split (the floor): FID {:.2f}, intra-class FID {:.2f}, "
-                "precision {:.3f}, recall {:.3f}, density {:.3f}, coverage {:.3f}, lowest class recall {:.3f}."
-                .format(*(real[k] for k in ("fid", "intra_fid", "precision", "recall", "density", "coverage",
-                                            "min_class_recall"))))
+    floor = ", ".join(f"{label} {fmt.format(real[key] * scale)}" for key, label, scale, fmt in figures if key in real)
+    rows.append(f"\nReal pictures against real ones (the floor): {floor}.")
     return "\n".join(rows)
 
 

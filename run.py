@@ -219,6 +219,28 @@ def load_trained(folder, precision="float32"):
     return dcgan, run.config
 
 
+BEST = "best"  # the sub-folder of a run's checkpoints that --keep_best keeps its best step in
+
+
+def best_manager(dcgan, checkpoints):
+    return checkpoint_manager(dcgan, os.path.join(checkpoints, BEST))
+
+
+def save_best(manager, step, fid):
+    """Keeps step's checkpoint in manager's folder when fid is below the one recorded there; whether it did."""
+    record = os.path.join(manager.directory, "best.json")
+    try:
+        with open(record) as f:
+            best = json.load(f)["fid"]
+    except (OSError, ValueError, KeyError, TypeError):  # none yet, or a record cut short: this step starts it
+        best = float("inf")
+    if not fid < best:
+        return False
+    save_checkpoint(manager, step)
+    save_json({"step": step, "fid": fid}, record)
+    return True
+
+
 def save_checkpoint(manager, step):
     import tensorflow as tf
     try:

@@ -13,22 +13,23 @@ import numpy as np
 
 import distribute
 from data import shuffled_batches
-from evaluate import MANIFOLD, generated_quality
-from run import save_checkpoint
+from evaluate import MANIFOLD
+from run import save_best, save_checkpoint
 from utils import DCGANError, Progress, Stopped, StopSignals, check_memory, first_line, tf_writing
 from visualize import fixed_samples, save_samples, write_plots
 
 
 def train(dcgan, manager, run, data, strategy, epochs, sample_every=200, checkpoint_every=200, eval_every=0,
-          eval_reference=None, eval_n=1000, image_summaries=False):
+          eval_reference=None, eval_n=1000, image_summaries=False, best_manager=None):
     """Trains the run to `epochs` epochs of data (images, labels), checkpointing through manager; returns
     the loop's steps/s after its first step and the share of that time spent in the training step (None
     when there was nothing to train). With several workers every one runs this; only the chief writes the
     run's files, and a stop (signal, non-finite loss) on any worker stops all at the same step.
 
     Every sample_every steps a sample grid (with image_summaries also in TensorBoard); every eval_every
-    steps the figures of eval_n images per class scored against eval_reference (an evaluate.Reference,
-    given to the chief only)."""
+    steps the figures of eval_n images per class scored against eval_reference (an evaluate.Reference
+    or a folder_eval.FolderReference, given to the chief only); with best_manager, the step of the lowest
+    FID so far is kept there too (run.save_best)."""
     import tensorflow as tf
     batch_size = run.config["batch_size"]
     if not tf.config.list_physical_devices("GPU"):  # a GPU's memory is its own, and TF names it when short
@@ -80,7 +81,10 @@ def train(dcgan, manager, run, data, strategy, epochs, sample_every=200, checkpo
                 write_scalars(step_logs, tf.constant(step, tf.int64))
                 epoch, batch_index = divmod(step - 1, steps_per_epoch)
                 if eval_reference and (step % eval_every == 0 or step == total):
-                    quality = log_quality(generated_quality(dcgan, eval_reference, eval_n), step)
+                    result = eval_reference.score(dcgan, eval_n)
+                    quality = log_quality(result, step)
+                    if best_manager and save_best(best_manager, step, result["fid"]):
+                        quality += " (best so far: kept)"
                 progress.update(step, f"epoch {epoch + 1}/{epochs} {format_logs(logs)}{quality}",
                                 force=bool(quality) and step % eval_every == 0)
                 if chief and (step % sample_every == 0 or step == total):
@@ -155,10 +159,12 @@ def scalar_writer():
 def log_quality(result, step):
     """Writes evaluation figures to TensorBoard; returns them as text for the progress line."""
     import tensorflow as tf
-    for name in ("accuracy", "fid", "intra_fid", "min_diversity", *MANIFOLD, "min_class_recall"):
-        tf.summary.scalar(f"eval/{name}", result[name], step=step)
-    return (f" | acc {result['accuracy']:.3f} FID {result['fid']:.2f} intra-FID {result['intra_fid']:.2f} "
-            f"P {result['precision']:.2f} R {result['recall']:.2f}")
+    for name in ("accuracy", "fid", "kid", "intra_fid", "min_diversity", *MANIFOLD, "min_class_recall", "class_tv"):
+        if name in result:  # a folder's figures have no intra-class FID; an unconditional model's no accuracy
+            tf.summary.scalar(f"eval/{name}", result[name], step=step)
+    shown = [("acc", "accuracy", "{:.3f}"), ("FID", "fid", "{:.2f}"), ("intra-FID", "intra_fid", "{:.2f}"),
+             ("P", "precision", "{:.2f}"), ("R", "recall", "{:.2f}"), ("mix TV", "class_tv", "{:.3f}")]
+    return " |" + "".join(f" {label} {form.format(result[name])}" for label, name, form in shown if name in result)
 
 
 def format_logs(logs):

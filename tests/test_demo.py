@@ -60,6 +60,19 @@ def server(exported, completer):
     app.close()
 
 
+@pytest.fixture(scope="module")
+def colour(tmp_path_factory):
+    """(export, address) of the demo of a tiny unconditional 16x16 colour model, with its completion tab."""
+    keras.utils.set_random_seed(5)
+    dcgan = DCGAN(y_dim=0, output_height=16, output_width=16, c_dim=3, layers=2, **TINY)
+    path = export_savedmodel(dcgan, str(tmp_path_factory.mktemp("colour") / "3"), step=3)
+    model = ExportedGenerator(path)
+    completer = functools.partial(latent.complete_picture, dcgan, [])
+    app = demo.serve(model, path, port=free_port(), max_images=40, block=False, completer=completer)
+    yield model, app.local_url
+    app.close()
+
+
 def test_a_port_in_use_gets_one_line_naming_the_flag(exported):
     model, path = exported
     with socket.socket() as taken:
@@ -79,13 +92,27 @@ def test_grid_holds_generates_images_a_column_per_digit(exported):
 
 
 @pytest.mark.parametrize("digits, n, seed, message", [
-    ([], 2, 0, "choose at least one digit"), (["10"], 1, 0, r"digits must be in 0\.\.9"),
+    ([], 2, 0, "choose at least one class"), (["10"], 1, 0, r"classes must be in 0\.\.9"),
     (["1"], 0, 0, "at least 1"), (["1", "2"], 60, 0, "is 120 images; this demo draws at most 100"),
     (["1"], 1, -3, "seed must be a whole number"), (["1"], 1, 2.5, "seed must be a whole number"),
 ])
 def test_bad_requests_get_a_plain_message(exported, digits, n, seed, message):
     with pytest.raises(ValueError, match=message):
         demo.draw_grid(exported[0], digits, n, seed, max_images=100)
+
+
+def test_a_model_without_classes_draws_pictures_from_consecutive_seeds_row_by_row(colour):
+    model, _ = colour
+    grid = demo.draw_grid(model, [], 20, 3, max_images=40)
+    assert grid.shape == (3 * 16, demo.COLUMNS * 16, 3)
+    tiles = grid.reshape(3, 16, demo.COLUMNS, 16, 3).transpose(0, 2, 1, 3, 4).reshape(-1, 16, 16, 3)
+    np.testing.assert_array_equal(tiles[:20], generate(model, None, n=20, seed=3)[0])
+    assert not tiles[20:].any()  # the last row filled out with black
+    with pytest.raises(ValueError, match="41 pictures: this demo draws at most 40 per request"):
+        demo.draw_grid(model, [], 41, 3, max_images=40)
+    frames = demo.walk(model, None, 7, 9, 4)
+    np.testing.assert_array_equal(frames[-1], generate(model, None, n=1, seed=9)[0, 0])
+    assert "no classes" in demo.describe(model, "x")
 
 
 def test_walk_goes_from_one_seeds_image_to_the_others(exported):
@@ -103,7 +130,11 @@ def test_description_names_the_export_and_its_own_eval_figures(exported, tmp_pat
     figures = {"step": model.step, "accuracy": 0.9876, "fid": 3.21, "intra_fid": 7.5, "min_diversity": 0.91}
     utils.save_json(figures, str(tmp_path / "eval.json"))
     text = demo.describe(model, path, str(tmp_path / "eval.json"))
-    assert f"training step {model.step}, z_dim {model.z_dim}" in text and "class accuracy 98.76 %" in text
+    assert f"training step {model.step}, z_dim {model.z_dim}" in text and "class accuracy 98.76%" in text
+    utils.save_json({"step": model.step, "fid": 12.5, "kid": 0.0123, "recall": 0.61}, str(tmp_path / "eval.json"))
+    text = demo.describe(model, path, str(tmp_path / "eval.json"))  # a folder's figures (folder_eval)
+    assert "FID 12.50, KID 0.0123, recall 0.610." in text and "accuracy" not in text
+    utils.save_json(figures, str(tmp_path / "eval.json"))
     utils.save_json({**figures, "step": model.step + 1}, str(tmp_path / "eval.json"))
     assert "accuracy" not in demo.describe(model, path, str(tmp_path / "eval.json"))  # another step's
 
@@ -131,22 +162,45 @@ def test_server_answers_through_its_http_api(server, exported, tmp_path):
     np.testing.assert_array_equal(shown[:, 3 * 28 + 14:], shown[:, 14:28])  # the known half, kept as it was
 
 
-@pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason="needs Debian's chromium and chromium-driver "
-                    "(apt-get install -y chromium chromium-driver); .ci/run installs them")
-def test_a_real_browser_picks_digits_and_sees_the_grid(server, tmp_path, monkeypatch):
+def test_a_colour_model_without_classes_answers_through_the_http_api(colour, tmp_path):
+    from gradio_client import Client, handle_file
+    model, address = colour
+    client = Client(address, verbose=False, download_files=str(tmp_path))
+    shown, _ = client.predict([], 16, 5, api_name="/generate")
+    np.testing.assert_array_equal(np.asarray(Image.open(shown)), demo.draw_grid(model, [], 16, 5, max_images=40))
+    strip, _ = client.predict(None, 7, 9, 5, api_name="/walk")
+    assert np.asarray(Image.open(strip)).shape == (16, 5 * 16, 3)
+    picture = tmp_path / "colours.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (48, 48, 3), dtype=np.uint8)).save(picture)
+    value = {"background": handle_file(str(picture)), "layers": [], "composite": handle_file(str(picture))}
+    completion, line = client.predict(value, "right", api_name="/complete")
+    assert np.asarray(Image.open(completion)).shape == (16, 4 * 16, 3) and "Class" not in line
+
+
+def chromium(tmp_path, monkeypatch):
+    """A headless Chromium driven by Selenium, offline."""
     monkeypatch.setenv("SE_OFFLINE", "true")  # selenium must not try to download a browser or driver
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
-    from selenium.common.exceptions import StaleElementReferenceException
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--no-first-run",
                 "--disable-background-networking", "--disable-component-update", "--window-size=1280,1100",
                 f"--user-data-dir={tmp_path / 'profile'}"):
         options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+
+
+needs_chromium = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason="needs Debian's chromium and "
+                                    "chromium-driver (apt-get install -y chromium chromium-driver); .ci/run installs them")
+
+
+@needs_chromium
+def test_a_real_browser_picks_digits_and_sees_the_grid(server, tmp_path, monkeypatch):
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+    driver = chromium(tmp_path, monkeypatch)
     try:
         driver.get(server)
         wait = WebDriverWait(driver, 120)
@@ -185,6 +239,27 @@ def test_a_real_browser_picks_digits_and_sees_the_grid(server, tmp_path, monkeyp
         assert WebDriverWait(driver, 120, poll_frequency=3, ignored_exceptions=(StaleElementReferenceException,)
                              ).until(completion_shown) == 4 * 28
         assert wait.until(lambda d: d.find_elements(By.XPATH, "//*[@id='found']//p[starts-with(normalize-space(), 'Class ')]"))
+        assert "Traceback" not in driver.page_source
+    finally:
+        driver.quit()
+
+
+@needs_chromium
+def test_a_real_browser_draws_pictures_of_a_colour_model_without_classes(colour, tmp_path, monkeypatch):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+    driver = chromium(tmp_path, monkeypatch)
+    try:
+        driver.get(colour[1])
+        wait = WebDriverWait(driver, 120)
+        natural = "const i = document.querySelector('#grid img'); return i && i.complete ? [i.naturalWidth, i.naturalHeight] : null"
+        assert wait.until(lambda d: d.execute_script(natural)) == [8 * 16, 2 * 16]  # 16 pictures, rows of 8
+        assert wait.until(lambda d: d.find_elements(By.XPATH, "//h1[normalize-space()='Draw pictures with a DCGAN']"))
+        assert not driver.find_elements(By.CSS_SELECTOR, "#digits input")  # no classes to pick
+        driver.find_element(By.XPATH, "//button[@role='tab' and normalize-space()='Walk between two seeds']").click()
+        wait.until(lambda d: d.find_element(By.ID, "walk_button")).click()
+        walked = "const i = document.querySelector('#walk img'); return i && i.complete ? i.naturalWidth : null"
+        assert wait.until(lambda d: d.execute_script(walked)) == 10 * 16
         assert "Traceback" not in driver.page_source
     finally:
         driver.quit()

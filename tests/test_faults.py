@@ -115,8 +115,14 @@ CATALOGUE = [
      "pixels, smaller than the 60x60 crop"),
     ("conditional size the networks cannot draw", labelled_pictures, folder_args("--output_height=30"),
      "--arch dcgan (conditional): this generator draws sizes that are multiples of 4, not 30x30"),
-    ("eval while training an image folder", nothing, ["--eval_freq=5", "--train", "--dataset=pictures"],
-     "--eval_freq and --eval_savedmodel score with an MNIST"),
+    ("eval while training an unlabelled folder", pictures, folder_args("--eval_freq=5"),
+     "--eval_freq on an image folder scores with a labelled folder's classifier: give --eval_folder"),
+    ("eval while training the curves", nothing, ["--eval_freq=5", "--train", "--dataset=curves"],
+     "--eval_savedmodel applies to mnist and fashion_mnist runs only, --eval_freq to them and image folders"),
+    ("an eval folder without classes", pictures, folder_args("--eval_freq=5", "--eval_folder=pictures"),
+     "cannot evaluate: data/pictures is not a labelled folder: it needs a sub-folder of pictures per class"),
+    ("keep_best without eval_freq", nothing, ["--train", "--keep_best"], "--keep_best keeps the best step --eval_freq"),
+    ("best step while training", nothing, ["--train", "--step=best"], "--step best does not go with --train"),
     ("image flags for the curves", nothing, ["--dataset=curves", "--generate"],
      "--dataset curves (15-point curves, not images) takes no image sizes, --arch, --generate"),
     ("missing data folder", nothing, ["--train", "--data_dir=nowhere"], "there is no folder nowhere/mnist"),
@@ -183,7 +189,7 @@ def test_bad_input_gets_one_clear_line_and_changes_nothing(tmp_path, case, setup
     rc, out = run_main(args, tmp_path)
     assert rc == 1, out
     assert "Traceback" not in out
-    lines = error_lines(out)
+    lines = [line for line in error_lines(out) if not line.startswith("Read ")]  # the pictures read first
     assert message in lines[0], out
     assert len(lines) <= 2, out  # absl adds "Pass --helpshort or --helpfull to see help on flags."
     assert snapshot(tmp_path) == before
@@ -391,6 +397,13 @@ def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp
     assert all(np.all(np.isfinite(v)) for v in values.values())
 
 
+def test_the_best_step_of_a_run_trained_without_keep_best_is_asked_for_in_vain(tmp_path, trained_tiny):
+    trained_tiny(tmp_path)
+    rc, out = run_main([*TINY_RUN_ARGS, "--data_dir=data", "--generate", "--step=best"], tmp_path)
+    assert rc == 1 and error_lines(out) == ["Error: no best checkpoint in checkpoints/mnist_32_28_28/best: train with "
+                                            "--eval_freq and --keep_best"], out
+
+
 def test_disk_full_while_saving_keeps_the_previous_checkpoint(tmp_path, trained_tiny):
     trained_tiny(tmp_path)
     ckpt = tmp_path / "checkpoints" / RUN
@@ -524,13 +537,13 @@ def test_recipe_best_sets_the_training_flags_a_flag_given_wins_and_the_run_keeps
     assert rc == 0, out
     config = json.loads((tmp_path / "checkpoints" / "best" / "config.json").read_text())
     assert config["recipe"] == "best" and config["training"] == {**ORIGINAL_RECIPE, "g_steps": 1, "beta1": 0.7,
-                                                                 "d_learning_rate": 0.0004}  # twice G's
+                                                                 "d_learning_rate": 0.0004, "augment": False}
     assert config["batch_size"] == 32 == RECIPES["best"]["batch_size"]  # given here, as the recipe's
     rc, out = run_main(train_args("--train", "--epoch=2", "--out_name=best", "--recipe=original"), tmp_path)
     assert rc == 1 and "was made with --recipe=best, not original" in out, out
     rc, out = run_main(train_args("--train", "--epoch=2", "--out_name=best"), tmp_path)  # kept without the flag
     assert rc == 0 and json.loads((tmp_path / "checkpoints" / "best" / "config.json").read_text())["training"] == \
-        {**ORIGINAL_RECIPE, "g_steps": 1, "d_learning_rate": 0.0004}, out
+        {**ORIGINAL_RECIPE, "g_steps": 1, "d_learning_rate": 0.0004, "augment": False}, out  # D's twice G's
     rc, out = run_main(train_args("--train", "--epoch=3", "--out_name=best", "--learning_rate=0.0003"), tmp_path)
     assert rc == 0 and json.loads((tmp_path / "checkpoints" / "best" / "config.json").read_text())["training"] == \
-        {**ORIGINAL_RECIPE, "g_steps": 1, "learning_rate": 0.0003, "d_learning_rate": 0.0006}, out  # still twice
+        {**ORIGINAL_RECIPE, "g_steps": 1, "learning_rate": 0.0003, "d_learning_rate": 0.0006, "augment": False}, out

@@ -49,7 +49,8 @@ def test_any_output_size_halves_rounding_up_as_the_original(height, width):
     assert dcgan.discriminator(tf.zeros((2, height, width, 1)), None).shape == (2, 1)
 
 
-@pytest.mark.parametrize("size, layers, smallest", [(64, 4, 4), (32, 3, 4), (28, 3, 4), (16, 2, 4), (108, 4, 7)])
+@pytest.mark.parametrize("size, layers, smallest", [(64, 4, 4), (32, 3, 4), (28, 3, 4), (16, 2, 4), (108, 5, 4),
+                                                    (128, 5, 4), (256, 5, 8)])
 def test_new_unconditional_networks_stop_halving_at_4x4_as_the_original_does_at_64x64(size, layers, smallest):
     assert unconditional_layers(size, size) == layers
     dcgan = DCGAN(y_dim=0, z_dim=4, output_height=size, output_width=size, c_dim=1, gf_dim=2, df_dim=2, layers=layers)
@@ -225,10 +226,19 @@ def test_a_labelled_folder_trains_the_conditional_model_at_32x32_and_generates_b
     write_image_folder(str(tmp_path / "data" / "shapes"), n=24, labelled=True, broken=False)
     args = ["--dataset=shapes", "--data_dir=data", "--output_height=32", *TINY_FOLDER]
     run = "shapes_8_32_32"
-    rc, out = run_main([*args, "--train", "--epoch=1"], tmp_path)
+    rc, out = run_main([*args, "--train", "--epoch=1", "--eval_freq=2", "--keep_best"], tmp_path)
     assert rc == 0, out
     config = json.loads((tmp_path / "checkpoints" / run / "config.json").read_text())
     assert config["y_dim"] == 2 and config["class_names"] == ["disc", "square"] and config["c_dim"] == 3
+    # Scored while training by the folder's own classifier; the step of the lowest FID kept apart.
+    assert "classifier of data/shapes reads" in out and " | acc " in out and " mix TV " in out, out
+    best = json.loads((tmp_path / "checkpoints" / run / "best" / "best.json").read_text())
+    assert best["step"] in (2, 3) and (tmp_path / "checkpoints" / run / "best" / f"ckpt-{best['step']}.index").exists()
+    rc, out = run_main([*args, "--eval", "--step=best"], tmp_path)
+    assert rc == 0 and f"Restored checkpoints/{run}/best/ckpt-{best['step']}" in out, out
+    figures = json.loads((tmp_path / "samples" / run / "eval.json").read_text())
+    assert figures["step"] == best["step"] and {"accuracy", "fid", "kid", "recall", "class_tv"} <= set(figures)
+    assert figures["real"]["accuracy"] >= 0.5 and figures["fid"] == pytest.approx(best["fid"], rel=1e-3)
     rc, out = run_main(["--dataset=shapes", "--batch_size=8", "--output_height=32", "--generate",
                         "--labels=square,disc", "--n_per_label=3", "--seed=1", "--visualize",
                         "--visualize_option=0", "--export"], tmp_path)

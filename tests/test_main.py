@@ -99,7 +99,7 @@ def test_eval_of_the_trained_model_and_of_its_savedmodel_agree_and_eval_freq_log
 
 def test_retrain_classifier_scores_with_one_trained_on_the_runs_data_and_cached(tmp_path, data_dir, capsys):
     with flagsaver.flagsaver(data_dir=data_dir, checkpoint_dir=str(tmp_path), retrain_classifier=True):
-        reference = main.load_eval_reference("mnist")
+        reference = main.eval_reference({"dataset": "mnist"})
     assert "Training the MNIST classifier for evaluation" in capsys.readouterr().out
     assert glob.glob(str(tmp_path / "classifier" / "mnist_classifier_*.weights.h5"))
     images, labels = data.load_labelled_images("mnist", data_dir)

@@ -78,7 +78,7 @@ def test_a_g_update_leaves_d_bit_identical_and_a_d_update_moves_its_vectors(kwar
     z = dcgan.sample_z(16)
     before = d_state(dcgan)
     with tf.GradientTape() as tape:
-        g_loss = dcgan.generator_loss(dcgan.generator(z, y, training=True), y)
+        g_loss = dcgan.generator_loss(dcgan.generator(z, y, training=True), y, salt=2)
     dcgan.apply_gradients(dcgan.g_optimizer, tape, g_loss, dcgan.generator)
     for a, b in zip(before, d_state(dcgan)):
         np.testing.assert_array_equal(a, b)
@@ -133,13 +133,14 @@ def test_main_trains_resumes_evaluates_exports_and_generates_a_variant(tmp_path,
         config = json.load(f)
     assert (config["arch"], config["loss"], config["spectral_norm"], config["z_dim"]) == ("mlp", "lsgan", True, 96)
     assert config["recipe"] == "original" and config["projection"] is True
-    assert config["training"] == {"learning_rate": 0.0005, "d_learning_rate": None, "beta1": 0.5, "g_steps": 1}
+    assert config["training"] == {"learning_rate": 0.0005, "d_learning_rate": None, "beta1": 0.5, "g_steps": 1,
+                                  "augment": False}
     rc, out = run_main([*args, "--train", "--epoch=2", "--eval", "--eval_n=20", "--export", "--g_steps=3",
                         "--d_learning_rate=0.0004"], tmp_path)
     assert rc == 0 and f"Restored checkpoints/{run}/ckpt-10" in out and "steps 10..20" in out, out
     with open(tmp_path / "checkpoints" / run / "config.json") as f:
         assert json.load(f)["training"] == {"learning_rate": 0.0005, "d_learning_rate": 0.0004, "beta1": 0.5,
-                                          "g_steps": 3}  # the flags given win
+                                          "g_steps": 3, "augment": False}  # the flags given win
     with open(tmp_path / "samples" / run / "eval.json") as f:
         assert json.load(f)["step"] == 20
     rc, out = run_main([*args, "--generate", "--labels=1,2", "--n_per_label=2",
