@@ -183,30 +183,29 @@ class FolderReference:
         if min(len(reference), len(floor)) <= 3:
             raise ValueError(f"{len(labels)} labelled pictures are too few to hold out a reference and a floor: "
                              "give at least five of a class")
-        self.classifier, self.path = cached_classifier(images[train], labels[train], self.num_classes, cache_dir)
+        self.classifier, _ = cached_classifier(images[train], labels[train], self.num_classes, cache_dir)
         predicted, self.features = classify(self.classifier, images[reference])
         self.shares = self.mix(predicted)
         self.floor_labels = labels[floor]
-        self.floor = self.figures(images[floor], self.floor_labels)
-        self.accuracy = float(np.mean(np.concatenate([predicted, self.floor["predicted"]])
+        self.floor, floor_predicted = self.figures(images[floor], self.floor_labels)
+        self.accuracy = float(np.mean(np.concatenate([predicted, floor_predicted])
                                       == np.concatenate([labels[reference], self.floor_labels])))
-        self.folder_shares = self.mix(labels)
         self.sizes = {"classifier": len(train), "reference": len(reference), "floor": len(floor)}
 
     def mix(self, classes):
         return np.bincount(classes, minlength=self.num_classes) / len(classes)
 
     def figures(self, images, asked=None):
-        """The figures of pictures [N, H, W, C] against the reference set, with the accuracy of their
-        readings where asked (their classes) is given."""
+        """(figures, classes read) of pictures [N, H, W, C] against the reference set, with the accuracy
+        of their readings where asked (their classes) is given."""
         predicted, features = classify(self.classifier, images)
         shares = self.mix(predicted)
         result = {"fid": fid(features, self.features), "kid": kid(features, self.features),
                   **manifold_figures(self.features, features), "class_shares": [float(v) for v in shares],
-                  "class_tv": total_variation(shares, self.shares), "predicted": predicted}
+                  "class_tv": total_variation(shares, self.shares)}
         if asked is not None:
             result["accuracy"] = float(np.mean(predicted == asked))
-        return result
+        return result, predicted
 
     def score(self, model, n=None, seed=EVAL_SEED):
         """The figures of pictures drawn by model (a DCGAN or an export) from seeds from seed on, as many
@@ -221,18 +220,14 @@ class FolderReference:
             images, asked = np.concatenate(drawn), np.sort(asked)
         else:
             images, asked = generate(model, None, n=len(self.floor_labels), seed=seed)[0], None
-        if images.shape[-1] != self.features_channels():
+        channels = self.classifier.input_shape[-1]
+        if images.shape[-1] != channels:
             raise ValueError(f"the model draws {images.shape[-1]}-channel pictures and the folder's are "
-                             f"{self.features_channels()}-channel")
-        result = self.figures(images, asked)
-        del result["predicted"]
-        floor = {name: value for name, value in self.floor.items() if name != "predicted"}
-        return {**result, "real": {**floor, "classifier_accuracy": self.accuracy},
+                             f"{channels}-channel")
+        result, _ = self.figures(images, asked)
+        return {**result, "real": {**self.floor, "classifier_accuracy": self.accuracy},
                 "class_names": self.class_names, "samples": int(len(images)), **{f"{k}_pictures": v for k, v in
                                                                                 self.sizes.items()}}
-
-    def features_channels(self):
-        return self.classifier.input_shape[-1]
 
     @staticmethod
     def summary(result):
