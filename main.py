@@ -32,9 +32,9 @@ import distribute
 import utils
 import visualize
 from data import CURVE_POINTS, CURVES, MNIST_LIKE, NUM_CLASSES, parse_labels
-from run import (BEST, DEFAULTS, SETTINGS, UNSET, Run, best_manager, checkpoint_manager, checkpoint_prefixes,
-                 class_names, clear_unfinished_saves, held_alone, repair_checkpoint_list, restore, run_name,
-                 save_checkpoint)
+from run import (BEST, DEFAULTS, ORIGINAL_RECIPE, RECIPES, SETTINGS, UNSET, Run, best_manager, checkpoint_manager,
+                 checkpoint_prefixes, class_names, clear_unfinished_saves, held_alone, repair_checkpoint_list, restore,
+                 run_name, save_checkpoint, variant_recipe)
 from utils import DCGANError, Stopped, digit_names, disk_full, first_line, memory_shortage
 
 # An image folder's defaults, the original's: 108x108 crops (celebA's faces) drawn at 64x64.
@@ -299,7 +299,6 @@ def _enough_images(f):
 def run_config():
     """The run's settings that must stay fixed across resumes (run.SETTINGS). An image folder's channels
     and classes (c_dim, y_dim, class_names) are None until its images are read."""
-    from model import RECIPES
     config = {name: getattr(FLAGS, name, None) for name in SETTINGS}
     if FLAGS["batch_size"].using_default_value:
         config["batch_size"] = RECIPES[FLAGS.recipe].get("batch_size", FLAGS.batch_size)
@@ -389,9 +388,8 @@ def bench_model(config):
 
 def training_recipe(config):
     """How the run trains now: --learning_rate, --d_learning_rate, --beta1 and --g_steps where given,
-    else its variant's (model.variant_recipe) as its --recipe changes it (a d_speedup there: D's rate
+    else its variant's (run.variant_recipe) as its --recipe changes it (a d_speedup there: D's rate
     that many times G's)."""
-    from model import ORIGINAL_RECIPE, RECIPES, variant_recipe
     recipe = {**variant_recipe(config["arch"], config["loss"]), **RECIPES[config["recipe"]]}
     chosen = {name: recipe[name] if getattr(FLAGS, name) is None else getattr(FLAGS, name) for name in ORIGINAL_RECIPE}
     if FLAGS.d_learning_rate is None and "d_speedup" in recipe:

@@ -531,7 +531,7 @@ def test_same_seed_gives_the_same_losses_and_recipe_original_is_the_default(tmp_
 
 
 def test_recipe_best_sets_the_training_flags_a_flag_given_wins_and_the_run_keeps_it(tmp_path, trained_tiny):
-    from model import ORIGINAL_RECIPE, RECIPES
+    from run import ORIGINAL_RECIPE, RECIPES
     trained_tiny(tmp_path)
     rc, out = run_main(train_args("--train", "--epoch=1", "--out_name=best", "--recipe=best", "--beta1=0.7"), tmp_path)
     assert rc == 0, out

@@ -14,7 +14,8 @@ import evaluate
 import data
 import main
 from conftest import TINY, TINY_RUN_ARGS, run_main
-from model import DCGAN, ORIGINAL_RECIPE, adversarial_loss, build_dcgan, variant_recipe
+from model import DCGAN, adversarial_loss, build_dcgan
+from run import ORIGINAL_RECIPE, variant_recipe
 from run import checkpoint_manager
 from serving import ExportedGenerator, export_savedmodel
 from ops import SpectralNormDense
