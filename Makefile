@@ -6,7 +6,7 @@ STAMP := $(VENV)/.requirements-installed
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: train test bench quality demo clean
+.PHONY: train test test-learning bench quality demo clean
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,8 +16,12 @@ $(STAMP): requirements.txt
 train: $(STAMP)
 	$(BIN)/python main.py --dataset mnist --train $(ARGS)
 
+# The learning tests train to a result for minutes: test-learning runs them (CI runs both).
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not learning" $(PYTEST_ARGS)
+
+test-learning: $(STAMP)
+	$(BIN)/python -m pytest -m learning -n 0 $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench.py $(ARGS)

@@ -273,6 +273,7 @@ def unconditional_digit_shares(data_dir, layers, seed=0, steps=500):
     return np.bincount(evaluate.classify(classifier, samples)[0], minlength=10) / len(samples)
 
 
+@pytest.mark.learning
 @pytest.mark.slow
 @pytest.mark.skipif(not os.environ.get("DCGAN_TEST_DATA_DIR"), reason="set DCGAN_TEST_DATA_DIR to a folder "
                     "with mnist/ (CI points it at ../shared/data)")

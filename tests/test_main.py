@@ -251,6 +251,7 @@ def test_a_precision_bench_measured_slower_than_float32_here_runs_in_float32_wit
     assert chosen("mnist") == ("mixed_bfloat16", [])
 
 
+@pytest.mark.learning
 @pytest.mark.slow
 @pytest.mark.skipif(not os.environ.get("DCGAN_TEST_DATA_DIR"), reason="set DCGAN_TEST_DATA_DIR to a folder "
                     "with mnist/ (CI points it at ../shared/data)")

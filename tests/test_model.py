@@ -90,6 +90,7 @@ def test_train_step_updates_d_once_and_g_g_steps_times(g_steps):
     assert any(np.abs(a - w.numpy()).max() > 0 for a, w in zip(g_before, dcgan.generator.trainable_weights))
 
 
+@pytest.mark.learning
 @pytest.mark.slow
 def test_short_training_on_a_tiny_real_problem_learns_the_conditional_bars():
     """Class k of bar_digits is a bar at rows 2+2k..3+2k: the original recipe learns it in 400 steps.

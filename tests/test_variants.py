@@ -158,6 +158,7 @@ def test_each_variant_trains_with_its_recipe():
     assert variant_recipe("mlp", "gan") == {**ORIGINAL_RECIPE, "learning_rate": 0.0005, "g_steps": 1}
 
 
+@pytest.mark.learning
 @pytest.mark.slow
 def test_the_mlp_with_its_projection_discriminator_learns_the_conditional_bars():
     """Class k of bar_digits is a bar at rows 2+2k..3+2k. With the label only concatenated (CS231N's MLP
@@ -224,6 +225,7 @@ def learned(quality):
             and quality["ks"] < 0.15 and quality["median_residual"] < 0.05)
 
 
+@pytest.mark.learning
 @pytest.mark.slow
 def test_the_toy_gan_learns_the_curves_distribution():
     keras.utils.set_random_seed(0)
