@@ -11,6 +11,9 @@ import folder_eval
 from data import DataError
 from conftest import shape_image
 
+# Its tests share one classifier, trained once: on one worker.
+pytestmark = pytest.mark.xdist_group("folder_eval")
+
 SHAPES = ("disc", "square")
 
 
