@@ -114,11 +114,12 @@ def test_each_variant_trains_samples_in_unit_range_and_exports_the_same_images(k
 def test_a_signed_generator_is_trained_and_sampled_in_its_own_range():
     """tanh generators see real images mapped to [-1, 1] and their samples are mapped back: trained on
     images all 0.25 grey, G draws 0.25 grey (without the first mapping it would draw 0.625, without
-    the second -0.5)."""
+    the second -0.5). After 100 steps the mean still swings by ±0.15 between seeds; after 300, by ±0.05."""
+    keras.utils.set_random_seed(0)
     dcgan = compiled(1e-3, arch="mlp")
     step = tf.function(dcgan.train_step)
     grey = (tf.fill((16, 28, 28, 1), 0.25), tf.one_hot(tf.range(16) % 10, 10))
-    for _ in range(100):
+    for _ in range(300):
         step(grey)
     assert float(tf.reduce_mean(dcgan.sample(dcgan.sample_z(10), tf.range(10)))) == pytest.approx(0.25, abs=0.1)
 
