@@ -35,6 +35,14 @@ def skip_if_it_crashes_here(precision):
     if precision in CRASHES_HERE:
         pytest.skip(f"ONEDNN_MAX_CPU_ISA={CRASHES_HERE[precision]} hides this CPU's instructions for {precision}")
 
+@pytest.fixture(autouse=True)
+def seeded():
+    """Every test starts from the same random state, whichever tests its xdist worker ran before it: a
+    learning assertion then holds or fails the same way on every run on a CPU."""
+    import keras
+    keras.utils.set_random_seed(0)
+
+
 # A model small enough to train in seconds on 2 cores, with the real layer structure.
 TINY = dict(z_dim=8, gf_dim=8, df_dim=8, gfc_dim=32, dfc_dim=32)
 TINY_FLAGS = [f"--{k}={v}" for k, v in TINY.items()]
