@@ -34,7 +34,8 @@ flags.DEFINE_list("label_counts", ["100", "1000", "all"], "features: labelled tr
 flags.DEFINE_list("seeds", ["0", "1", "2"], "features: draws of the labelled images (for counts below all).")
 flags.DEFINE_integer("n", 1000, "inversion, completion: test digits (a seeded draw).", lower_bound=1)
 flags.DEFINE_list("masks", ["left", "centre"], "completion: the holes to fill.")
-flags.DEFINE_integer("steps", None, "inversion, completion: Adam steps on z (default: latent.STEPS).", lower_bound=1)
+flags.DEFINE_integer("steps", None, "inversion, completion: Adam steps on z (default: latent.SEARCH's and "
+                     "latent.COMPLETION_SEARCH's).", lower_bound=1)
 flags.DEFINE_string("out", "samples/paper", "Folder for the tables (paper.md) and the example grids.")
 flags.mark_flag_as_required("run")
 FLAGS = flags.FLAGS
@@ -122,7 +123,7 @@ def inversion_table(dcgan, classifier, train, test):
     from utils import Progress
     images, labels = test_digits(test)
     started = time.monotonic()
-    found = latent.invert(dcgan, images, **steps(), progress=Progress(len(images)))
+    found = latent.invert(dcgan, images, search=search_of(latent.SEARCH), progress=Progress(len(images)))
     seconds = time.monotonic() - started
     near = nearest(train[0], images)
     near_images = train[0][near].astype(np.float32) / 255.0
@@ -153,7 +154,8 @@ def completion_table(dcgan, classifier, test):
         mask = latent.make_mask(kind, *images.shape[1:3])
         masked = images * mask
         started = time.monotonic()
-        completed, found = latent.complete(dcgan, images, mask, **steps(), progress=Progress(len(images)))
+        completed, found = latent.complete(dcgan, images, mask, search=search_of(latent.COMPLETION_SEARCH),
+                                           progress=Progress(len(images)))
         seconds = (time.monotonic() - started) / len(images)
         hole = (1.0 - mask)[None]
         error = np.sum(hole * np.abs(completed - images)) / (np.sum(hole) * len(images))
@@ -164,9 +166,8 @@ def completion_table(dcgan, classifier, test):
     return lines, np.concatenate(examples), min(16, len(images))
 
 
-def steps():
-    import latent
-    return {"search": latent.SEARCH._replace(steps=FLAGS.steps)} if FLAGS.steps else {}
+def search_of(default):
+    return default._replace(steps=FLAGS.steps) if FLAGS.steps else default
 
 
 def write_grid(images, columns, name):
