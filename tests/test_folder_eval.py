@@ -83,7 +83,9 @@ def test_noise_scores_far_from_the_floor(reference):
     noise = np.random.default_rng(0).integers(0, 256, (50, 32, 32, 3), dtype=np.uint8)
     result = reference.score(Drawer(noise))
     assert result["fid"] > 10 * (result["real"]["fid"] + 1)
-    assert result["precision"] < 0.2 and result["recall"] < 0.2
+    # Not recall: 40 scattered noise pictures have wide neighbourhoods that take in real ones (0.05 here,
+    # 0.3 under ONEDNN_MAX_CPU_ISA=AVX2); coverage (Naeem et al.) is the figure made for that.
+    assert result["precision"] < 0.3 and result["coverage"] < 0.3 and result["density"] < 0.3
 
 
 def test_one_picture_per_class_has_little_recall_and_the_class_mix_of_one_shape_is_far(reference):
