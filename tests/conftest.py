@@ -35,6 +35,7 @@ def skip_if_it_crashes_here(precision):
     if precision in CRASHES_HERE:
         pytest.skip(f"ONEDNN_MAX_CPU_ISA={CRASHES_HERE[precision]} hides this CPU's instructions for {precision}")
 
+
 @pytest.fixture(autouse=True)
 def seeded():
     """Every test starts from the same random state, whichever tests its xdist worker ran before it: a

@@ -202,7 +202,8 @@ def test_generate_gives_n_images_per_label_and_is_seeded():
     # An untrained G barely depends on z (its uint8 images of two seeds can be equal), so z is compared.
     seeded_z = z_from_seeds(np.arange(7, 11), TINY["z_dim"], dcgan.z_dist).numpy()
     assert len(np.unique(seeded_z, axis=0)) == 4
-    np.testing.assert_allclose(images[0] / 255.0, dcgan.sample(seeded_z, np.full(4, 3)).numpy(), atol=0.5 / 255 + 1e-6)
+    np.testing.assert_allclose(images[0] / 255.0, dcgan.sample(seeded_z, np.full(4, 3)).numpy(),
+                               atol=0.5 / 255 + 1e-6)
     assert np.any(images[0] != images[1])  # same z, other label
     z = np.full((2, TINY["z_dim"]), 0.5, np.float32)
     expected = dcgan.sample(np.concatenate([z, z]), np.array([3, 3, 1, 1])).numpy()
