@@ -76,9 +76,16 @@ def run_reference(config, data_dir, eval_folder, cache_dir):
     if not eval_folder and not config["class_names"]:
         return None
     crop = (config["input_height"], config["input_width"]) if config["crop"] else None
-    return load_reference(os.path.join(data_dir, eval_folder or config["dataset"]),
+    return load_reference(labelled_folder_path(data_dir, eval_folder or config["dataset"]),
                           (config["output_height"], config["output_width"]), config["c_dim"], cache_dir, crop,
                           config["class_names"])
+
+
+def labelled_folder_path(data_dir, name):
+    """The folder a labelled-folder name means: the one of that name in data_dir where there is one, else
+    the name as a path (so `--data_dir ../shared/data --eval_folder data/emoji-categories` finds ./data)."""
+    inside = os.path.join(data_dir, name)
+    return inside if os.path.isdir(inside) or not os.path.isdir(name) else name
 
 
 def build_classifier(size, channels, num_classes):

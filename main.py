@@ -493,7 +493,7 @@ def main(argv):
     # A new image folder run learns its channels and classes from its images.
     if FLAGS.eval_folder and (FLAGS.eval or FLAGS.eval_freq):  # before reading pictures to train on
         import folder_eval
-        folder_eval.list_labelled_folder(os.path.join(FLAGS.data_dir, FLAGS.eval_folder))
+        folder_eval.list_labelled_folder(folder_eval.labelled_folder_path(FLAGS.data_dir, FLAGS.eval_folder))
     training_data = data.load_training_data(run.config, FLAGS.data_dir, download()) if FLAGS.train else None
     if FLAGS.eval_freq and not (run.config["dataset"] in MNIST_LIKE or FLAGS.eval_folder or run.config["class_names"]):
         raise DCGANError("--eval_freq on an image folder scores with a labelled folder's classifier: give --eval_folder")

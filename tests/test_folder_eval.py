@@ -117,3 +117,14 @@ def test_a_labelled_folder_is_read_by_class_and_its_classifier_is_trained_once(c
         folder_eval.load_reference(str(folder), (32, 32), 3, cache, class_names=["a", "b"])
     with pytest.raises(DataError, match="not a labelled folder: .* has no such sub-folder"):
         folder_eval.load_reference(cache, (32, 32), 3, cache)
+
+
+def test_an_eval_folder_is_looked_for_in_the_data_dir_then_as_a_path(tmp_path, monkeypatch):
+    data_dir = tmp_path / "shared"
+    (data_dir / "emoji").mkdir(parents=True)
+    (tmp_path / "data" / "emoji-categories").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    assert folder_eval.labelled_folder_path(str(data_dir), "emoji") == str(data_dir / "emoji")
+    assert folder_eval.labelled_folder_path(str(data_dir), "data/emoji-categories") == "data/emoji-categories"
+    # Neither: the data_dir's, which the one-line error then names.
+    assert folder_eval.labelled_folder_path(str(data_dir), "nowhere") == str(data_dir / "nowhere")
