@@ -6,7 +6,7 @@ STAMP := $(VENV)/.requirements-installed
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: train test test-learning bench quality demo clean
+.PHONY: train test test-full test-learning test-all bench quality demo clean
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,12 +16,19 @@ $(STAMP): requirements.txt
 train: $(STAMP)
 	$(BIN)/python main.py --dataset mnist --train $(ARGS)
 
-# The learning tests train to a result for minutes: test-learning runs them (CI runs both).
+# Tiers by what they cost (docs/tests.md): test touches every module and command once, in about 5 minutes
+# on 2 cores; test-full runs what it leaves out (whole bad-input catalogues, the browser, long fault probes,
+# tf.distribute, the benchmark); test-learning trains to a result. test-all and CI run all three.
 test: $(STAMP)
-	$(BIN)/python -m pytest -m "not learning" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not learning and not full" $(PYTEST_ARGS)
+
+test-full: $(STAMP)
+	$(BIN)/python -m pytest -m "full and not learning" $(PYTEST_ARGS)
 
 test-learning: $(STAMP)
 	$(BIN)/python -m pytest -m learning -n 0 $(PYTEST_ARGS)
+
+test-all: test test-full test-learning
 
 bench: $(STAMP)
 	$(BIN)/python bench.py $(ARGS)

@@ -89,12 +89,31 @@ def data_dir(tmp_path):
 @pytest.fixture(scope="session")
 def trained_tiny(tmp_path_factory):
     """A copier of one epoch of the tiny model trained with TINY_RUN_ARGS on ./data (data, checkpoint,
-    logs, samples) into a test's folder: trained once per worker, since each fresh main.py costs seconds."""
-    folder = tmp_path_factory.mktemp("trained_tiny")
-    write_mnist_folder(str(folder / "data" / "mnist"))
-    rc, out = run_main([*TINY_RUN_ARGS, "--data_dir=data", "--train", "--epoch=1"], folder)
-    assert rc == 0, out
+    logs, samples) into a test's folder: trained once for the whole test run, whichever xdist worker asks
+    first (each fresh main.py costs seconds)."""
+    def train(folder):
+        write_mnist_folder(str(folder / "data" / "mnist"))
+        rc, out = run_main([*TINY_RUN_ARGS, "--data_dir=data", "--train", "--epoch=1"], folder)
+        assert rc == 0, out
+    folder = made_once(tmp_path_factory, "trained_tiny", train)
     return lambda target: shutil.copytree(folder, target, dirs_exist_ok=True)
+
+
+def made_once(tmp_path_factory, name, make):
+    """A folder that make(folder) fills once for the whole test run: the xdist workers share the run's base
+    temporary folder, and the first to take the lock makes it while the others wait."""
+    import fcntl
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    folder, done = shared / name, shared / f"{name}.done"
+    with open(shared / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # a worker that failed half-way
+            folder.mkdir()
+            make(folder)
+            done.touch()
+    return folder
 
 
 def run_main(args, cwd, timeout=600, env=None):

@@ -20,6 +20,7 @@ def run_bench(capsys, tmp_path, **flags):
     return lines[:-1], json.loads(lines[-1])
 
 
+@pytest.mark.full
 @pytest.mark.skipif(bool(CRASHES_HERE), reason=f"ONEDNN_MAX_CPU_ISA hides this CPU's {', '.join(CRASHES_HERE)}")
 def test_bench_measures_each_format_the_hardware_has_and_reports_one_that_fails(monkeypatch, capsys, tmp_path):
     # As on a machine with bfloat16 arithmetic and a GPU. This CPU need not have either: emulated,

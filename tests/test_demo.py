@@ -195,6 +195,7 @@ needs_chromium = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason="nee
                                     "chromium-driver (apt-get install -y chromium chromium-driver); .ci/run installs them")
 
 
+@pytest.mark.full
 @needs_chromium
 def test_a_real_browser_picks_digits_and_sees_the_grid(server, tmp_path, monkeypatch):
     from selenium.common.exceptions import StaleElementReferenceException
@@ -244,6 +245,7 @@ def test_a_real_browser_picks_digits_and_sees_the_grid(server, tmp_path, monkeyp
         driver.quit()
 
 
+@pytest.mark.full
 @needs_chromium
 def test_a_real_browser_draws_pictures_of_a_colour_model_without_classes(colour, tmp_path, monkeypatch):
     from selenium.webdriver.common.by import By
@@ -270,6 +272,7 @@ def ignore_sigint():
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+@pytest.mark.full
 def test_main_demo_exports_the_checkpoint_serves_it_and_stops_on_ctrl_c(tmp_path, data_dir):
     args = [*TINY_RUN_ARGS, f"--data_dir={data_dir}"]
     train = subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), *args, "--train", "--epoch=1"],
@@ -301,6 +304,7 @@ def test_main_demo_exports_the_checkpoint_serves_it_and_stops_on_ctrl_c(tmp_path
         proc.kill()
 
 
+@pytest.mark.full
 def test_many_distinct_requests_leave_a_bounded_number_of_files(exported, tmp_path, monkeypatch):
     """What a demo up for weeks hands out is deleted after a while: here after 3 s (time for a client on a
     busy machine to fetch what it was sent), over 80 distinct requests (each leaves three files: its
@@ -353,6 +357,7 @@ def test_a_full_queue_answers_at_once_that_it_is_busy(exported, monkeypatch):
         app.close()
 
 
+@pytest.mark.full
 def test_the_load_script_drives_main_demo_and_reports_each_level(exported, capsys):
     """bench.py --demo_clients: main.py --demo in its own process, clients at two levels, one table row each."""
     loadtest.load_table(exported[1], [1, 2], seconds=2, images_per_digit=1, port=free_port())

@@ -15,7 +15,7 @@ import pytest
 
 from conftest import ROOT, TINY, TINY_FLAGS, TINY_RUN_ARGS, error_lines, run_main
 
-pytestmark = pytest.mark.xdist_group("distribute")
+pytestmark = [pytest.mark.xdist_group("distribute"), pytest.mark.full]
 
 # Logical CPU devices must be set before TensorFlow starts, so this runs in a fresh process: the same
 # seed, batches and model trained on one device and on two mirrored replicas with synchronised batch norm.

@@ -115,6 +115,7 @@ def test_colour_figures_of_a_folder_against_itself_and_its_negative():
     assert negative["fid"] > 20 * max(alike["fid"], alike["real"]["fid"]) and negative["kid"] > 0.05
 
 
+@pytest.mark.full
 def test_inception_features_plumbing_untrained():
     """InceptionV3 at its smallest size and untrained (weights=None; figures from such features are
     never reported): the shapes, and the pieces connect."""
@@ -125,6 +126,7 @@ def test_inception_features_plumbing_untrained():
     assert result["fid"] < 1e-6 and result["samples"] == result["real_samples"] == 10 and "kid" in result["real"]
 
 
+@pytest.mark.full
 def test_classifier_is_cached_by_its_data(tmp_path):
     x, y = bar_digits(500, seed=3)
     first, path = evaluate.cached_classifier(x, y, str(tmp_path), verbose=0)

@@ -182,7 +182,14 @@ def snapshot(folder):
             for p in glob.glob(os.path.join(folder, "**"), recursive=True) if os.path.isfile(p)}
 
 
-@pytest.mark.parametrize("case, setup, args, message", CATALOGUE, ids=[c[0] for c in CATALOGUE])
+# make test tries one case of each kind (a flag absl refuses, a missing folder, a folder's files, a run's settings,
+# a checkpoint, no checkpoint); the full tier the whole catalogue.
+QUICK = {"zero batch size", "unknown dataset", "no file matches the pattern", "other architecture flags than the run's",
+         "corrupt checkpoint", "test mode without checkpoint"}
+
+
+@pytest.mark.parametrize("case, setup, args, message", [
+    pytest.param(*case, id=case[0], marks=() if case[0] in QUICK else pytest.mark.full) for case in CATALOGUE])
 def test_bad_input_gets_one_clear_line_and_changes_nothing(tmp_path, case, setup, args, message):
     setup(tmp_path)
     before = snapshot(tmp_path)
@@ -291,6 +298,7 @@ def assert_loads(folder):
         reader.get_tensor(name)
 
 
+@pytest.mark.full
 @pytest.mark.slow
 def test_kill_9_at_random_points_then_resume(tmp_path):
     mnist(tmp_path)
@@ -319,6 +327,7 @@ def test_kill_9_at_random_points_then_resume(tmp_path):
     assert not glob.glob(str(ckpt / "*_temp*"))
 
 
+@pytest.mark.full
 @pytest.mark.slow
 @pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_sigterm_and_sigint_save_a_checkpoint_then_stop(tmp_path, signum, code):
@@ -380,6 +389,7 @@ def test_logs_that_cannot_be_written_midway_stop_training_with_a_checkpoint_of_t
     assert int(dcgan.step) == 3 and tf.train.latest_checkpoint(run.checkpoints).endswith("ckpt-3")
 
 
+@pytest.mark.full
 def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp_path, trained_tiny):
     trained_tiny(tmp_path)
     ckpt = tmp_path / "checkpoints" / RUN
@@ -397,6 +407,7 @@ def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp
     assert all(np.all(np.isfinite(v)) for v in values.values())
 
 
+@pytest.mark.full
 def test_the_best_step_of_a_run_trained_without_keep_best_is_asked_for_in_vain(tmp_path, trained_tiny):
     trained_tiny(tmp_path)
     rc, out = run_main([*TINY_RUN_ARGS, "--data_dir=data", "--generate", "--step=best"], tmp_path)
@@ -404,6 +415,7 @@ def test_the_best_step_of_a_run_trained_without_keep_best_is_asked_for_in_vain(t
                                             "--eval_freq and --keep_best"], out
 
 
+@pytest.mark.full
 def test_disk_full_while_saving_keeps_the_previous_checkpoint(tmp_path, trained_tiny):
     trained_tiny(tmp_path)
     ckpt = tmp_path / "checkpoints" / RUN
@@ -427,6 +439,7 @@ def test_disk_full_while_saving_keeps_the_previous_checkpoint(tmp_path, trained_
     assert rc == 0 and "steps 10..20" in out, out
 
 
+@pytest.mark.full
 def test_a_run_being_trained_refuses_a_second_trainer_and_its_save_in_progress_is_left_alone(tmp_path, trained_tiny):
     import run
     trained_tiny(tmp_path)
@@ -505,6 +518,7 @@ def test_a_checkpoint_data_file_cut_short_is_one_line(tmp_path, trained_tiny):
             runs.restore(manager, required=True)
 
 
+@pytest.mark.full
 def test_resume_past_a_damaged_checkpoint_list_takes_the_learning_rates_given_now(tmp_path, trained_tiny):
     trained_tiny(tmp_path)  # trained at the default 0.0002
     # Without the list's repair, TF would see no checkpoint, and training would start over from step 0.
@@ -519,6 +533,7 @@ def test_resume_past_a_damaged_checkpoint_list_takes_the_learning_rates_given_no
     assert rates == {"g_optimizer": pytest.approx(0.0005), "d_optimizer": pytest.approx(0.0008)}, rates
 
 
+@pytest.mark.full
 def test_same_seed_gives_the_same_losses_and_recipe_original_is_the_default(tmp_path, trained_tiny):
     trained_tiny(tmp_path)  # one process trained it with --seed=3; another does so again here
     assert run_main(train_args("--train", "--epoch=1", "--out_name=again", "--recipe=original"), tmp_path)[0] == 0
@@ -530,6 +545,7 @@ def test_same_seed_gives_the_same_losses_and_recipe_original_is_the_default(tmp_
         np.testing.assert_allclose(first[name], again[name], rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.full
 def test_recipe_best_sets_the_training_flags_a_flag_given_wins_and_the_run_keeps_it(tmp_path, trained_tiny):
     from run import ORIGINAL_RECIPE, RECIPES
     trained_tiny(tmp_path)

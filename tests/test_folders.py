@@ -163,6 +163,21 @@ def outputs(folder):
     return sorted(os.listdir(folder))
 
 
+def test_a_labelled_folder_trains_draws_by_class_name_and_exports_in_one_command(tmp_path):
+    """make test's folder run, in one process: the full tier's tests below take each part further."""
+    write_image_folder(str(tmp_path / "data" / "shapes"), n=16, labelled=True, broken=False)
+    rc, out = run_main(["--dataset=shapes", "--data_dir=data", "--output_height=32", *TINY_FOLDER, "--train",
+                        "--epoch=1", "--generate", "--labels=square", "--n_per_label=2", "--seed=1", "--export"],
+                       tmp_path)
+    assert rc == 0, out
+    run = "shapes_8_32_32"
+    config = json.loads((tmp_path / "checkpoints" / run / "config.json").read_text())
+    assert config["y_dim"] == 2 and config["class_names"] == ["disc", "square"] and config["c_dim"] == 3
+    assert Image.open(tmp_path / "samples" / run / "generate_square_seed1.png").size == (32, 2 * 32)
+    assert ExportedGenerator(str(tmp_path / "export" / run / "2")).class_names == ["disc", "square"]
+
+
+@pytest.mark.full
 @pytest.mark.slow
 def test_unconditional_64x64_trains_resumes_generates_exports_and_visualizes(tmp_path):
     write_image_folder(str(tmp_path / "data" / "shapes"), n=24)
@@ -221,6 +236,7 @@ def test_each_visualize_option_writes_its_files(tmp_path, y_dim):
     assert Image.open(tmp_path / "4" / "all_dims.gif").size == (3 * 16, 2 * 16)  # 6 dimensions, 3 a row
 
 
+@pytest.mark.full
 @pytest.mark.slow
 def test_a_labelled_folder_trains_the_conditional_model_at_32x32_and_generates_by_class_name(tmp_path):
     write_image_folder(str(tmp_path / "data" / "shapes"), n=24, labelled=True, broken=False)
@@ -304,6 +320,7 @@ def test_folder_figures_of_the_folder_itself_sit_at_the_floor_and_of_a_collapse_
     assert collapsed["fid"] > 10 * itself["real"]["fid"]
 
 
+@pytest.mark.full
 def test_eval_of_a_grayscale_folder_run_writes_fid_and_the_classes_read(tmp_path):
     folder = tmp_path / "data" / "bars"
     folder.mkdir(parents=True)

@@ -106,6 +106,7 @@ def test_retrain_classifier_scores_with_one_trained_on_the_runs_data_and_cached(
     assert reference.evaluate(images[:100], labels[:100])["accuracy"] > 0.9  # the bars: easy
 
 
+@pytest.mark.full
 def test_resume_with_other_architecture_flags_names_the_flag(tmp_path, trained_tiny):
     trained_tiny(tmp_path)
     rc, out = run_main(train_args("data", "--train", "--epoch=2", "--z_dim=16"), tmp_path)
@@ -114,7 +115,7 @@ def test_resume_with_other_architecture_flags_names_the_flag(tmp_path, trained_t
                                     "use the same value or another --out_name")
 
 
-@pytest.mark.parametrize("saved_in", ["float32", "mixed_float16"])
+@pytest.mark.parametrize("saved_in", ["float32", pytest.param("mixed_float16", marks=pytest.mark.full)])
 def test_checkpoint_restores_weights_and_optimizer_state(tmp_path, saved_in):
     """Weights stay float32 and the loss scale is not saved: a checkpoint of any precision loads in any."""
     import tensorflow as tf
@@ -191,6 +192,7 @@ def slower_line(model, bfloat16, float32):
             f"{model}, 2026-12-06: {bfloat16:.2f} against {float32:.2f} steps/s), so this runs in float32")
 
 
+@pytest.mark.full
 def test_a_command_prints_its_own_lines_only(tmp_path, trained_tiny):
     """TF's start-up notes (oneDNN, CUDA probing, an error-level cuInit line on a machine without a GPU)
     come before its logger honours TF_CPP_MIN_LOG_LEVEL (a user's own level: the test below)."""

@@ -80,7 +80,7 @@ def test_sample_z_follows_z_dist(z_dist, low, high):
 def test_train_step_updates_d_once_and_g_g_steps_times(g_steps):
     dcgan = compiled(g_steps=g_steps)
     g_before = [w.numpy() for w in dcgan.generator.trainable_weights]
-    logs = tf.function(dcgan.train_step)(bar_batch(16))
+    logs = tf.function(dcgan.train_step, autograph=False)(bar_batch(16))
     assert int(dcgan.d_optimizer.iterations) == 1
     assert int(dcgan.g_optimizer.iterations) == g_steps
     assert int(dcgan.step) == 1
@@ -100,7 +100,7 @@ def test_short_training_on_a_tiny_real_problem_learns_the_conditional_bars():
     at least 0.35 brighter than any other bar by 400 steps (at 300 steps one run was at 0.03)."""
     keras.utils.set_random_seed(0)
     dcgan = compiled(seed=0)
-    step = tf.function(dcgan.train_step)
+    step = tf.function(dcgan.train_step, autograph=False)
     x, y = bar_batch(640)
     epoch_d_loss = [np.mean([float(step((x[i:i + 32], y[i:i + 32]))["d_loss"]) for i in range(0, 640, 32)])
                     for _ in range(20)]
@@ -115,13 +115,14 @@ def test_short_training_on_a_tiny_real_problem_learns_the_conditional_bars():
     assert contrast.min() > 0.15, contrast.round(3)
 
 
-@pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
+# float16 is for GPUs (emulated on a CPU): the full tier checks it.
+@pytest.mark.parametrize("precision", ["mixed_bfloat16", pytest.param("mixed_float16", marks=pytest.mark.full)])
 def test_16_bit_precisions_compute_in_16_bits_keep_float32_weights_and_train_as_float32(precision):
     skip_if_it_crashes_here(precision)
     def trained(precision):
         keras.utils.set_random_seed(0)
         dcgan = compiled(seed=0, precision=precision)
-        step = tf.function(dcgan.train_step)
+        step = tf.function(dcgan.train_step, autograph=False)
         return dcgan, [step(bar_batch(16, i)) for i in range(3)][-1]
 
     reference, reference_logs = trained("float32")
@@ -135,10 +136,11 @@ def test_16_bit_precisions_compute_in_16_bits_keep_float32_weights_and_train_as_
         assert float(value) == pytest.approx(float(reference_logs[name]), abs=0.01), name
 
 
+@pytest.mark.full
 def test_float16_loss_scaling_skips_an_overflowed_update_in_the_graph_and_still_counts_the_step():
     skip_if_it_crashes_here("mixed_float16")
     dcgan = compiled(precision="mixed_float16")
-    step = tf.function(dcgan.train_step)
+    step = tf.function(dcgan.train_step, autograph=False)
     step(bar_batch(16))
     # The finiteness check and the skip are graph ops: no Python (no host round trip) in the step.
     ops = {op.type for op in step.get_concrete_function(bar_batch(16)).graph.get_operations()}
@@ -186,8 +188,8 @@ def test_same_seed_gives_the_same_first_losses():
     def losses(seed):
         keras.utils.set_random_seed(seed)
         dcgan = compiled(seed=seed)
-        step = tf.function(dcgan.train_step)
-        return [float(step(bar_batch(16, i))["g_loss"]) for i in range(3)]
+        step = tf.function(dcgan.train_step, autograph=False)
+        return [float(step(bar_batch(16, i))["g_loss"]) for i in range(2)]
     assert losses(3) == losses(3)
     assert losses(3) != losses(4)
 
@@ -315,7 +317,7 @@ def test_weight_average_never_changes_training_so_raw_weights_are_the_original_r
     def trained(ema_decay):
         keras.utils.set_random_seed(5)
         dcgan = compiled(seed=5, ema_decay=ema_decay)
-        step = tf.function(dcgan.train_step)
+        step = tf.function(dcgan.train_step, autograph=False)
         for i in range(3):
             step(bar_batch(16, i))
         return dcgan
@@ -332,7 +334,7 @@ def test_weight_average_never_changes_training_so_raw_weights_are_the_original_r
 def test_weight_average_follows_the_generator_and_is_what_samples_and_exports_use(tmp_path):
     dcgan = compiled(ema_decay=0.999)
     before = [w.numpy() for w in dcgan.generator.trainable_variables]
-    step = tf.function(dcgan.train_step)
+    step = tf.function(dcgan.train_step, autograph=False)
     step(bar_batch(16))
     after = [w.numpy() for w in dcgan.generator.trainable_variables]
     # First update: decay = min(0.999, 1/10), so the average is 0.1 * start + 0.9 * now.

@@ -36,8 +36,8 @@ def export_dir(tmp_path_factory):
 # tf.saved_model.load: this is where duplicate variable names would show.
 @pytest.mark.parametrize("signature, input_exprs, outputs", [
     ("serving_default", f"z={[[0.5] * 8] * 2};label=[3,1]", {"images": (2, 28, 28, 1)}),
-    ("generate", "label=[3,1,4];seed=[7,8,9]", {"images": (3, 28, 28, 1)}),
-    ("generate_png", "label=[3];seed=[7]", {"png_bytes": (1,)}),
+    pytest.param("generate", "label=[3,1,4];seed=[7,8,9]", {"images": (3, 28, 28, 1)}, marks=pytest.mark.full),
+    pytest.param("generate_png", "label=[3];seed=[7]", {"png_bytes": (1,)}, marks=pytest.mark.full),
 ])
 def test_each_signature_runs_in_saved_model_cli(export_dir, tmp_path, signature, input_exprs, outputs):
     dcgan, export_dir = export_dir
