@@ -9,6 +9,7 @@ import collections
 import concurrent.futures
 import glob
 import gzip
+import hashlib
 import os
 import socket
 import sys
@@ -185,20 +186,40 @@ def shuffled_batches(images, labels, batch_size, num_classes, seed, start_step=0
 # ---------------------------------------------------------------- image folders
 
 def list_image_folder(folder, pattern):
-    """(paths, labels, class_names) of the files in folder that match pattern; when none does, of those
-    in its sub-folders, one class per sub-folder (labels and class_names None for a single one)."""
+    """(paths, labels, class_names) of the pictures in folder that match pattern (its extension in any case:
+    *.jpg takes a.JPG; None: every picture file): those at its top or else one class per sub-folder (labels
+    and class_names None when one sub-folder alone has them: celebA/img_align_celeba/*.jpg). A layout that
+    cannot be read as meant is refused (pictures at the top beside class sub-folders; one sub-folder's
+    pictures matching where others' do not), and sub-folders of pictures left out are named."""
     if not os.path.isdir(folder):
         raise DataError(f"there is no folder {folder}: --dataset is mnist, fashion_mnist or the name of a "
                         f"folder of images inside --data_dir")
     paths = matching_files(folder, pattern)
-    if paths:
-        return paths, None, None
-    subfolders = sorted(d for d in os.listdir(folder) if os.path.isdir(os.path.join(folder, d)))
+    subfolders = sorted(d for d in os.listdir(folder) if os.path.isdir(os.path.join(folder, d)) and d[0] != ".")
     per_class = {d: matching_files(os.path.join(folder, d), pattern) for d in subfolders}
     per_class = {d: files for d, files in per_class.items() if files}
+    left_out = {d: what_is_there(os.path.join(folder, d), shallow=True) for d in subfolders
+                if d not in per_class and matching_files(os.path.join(folder, d), None)}
+    asked = f"--input_fname_pattern={pattern}" if pattern else "a picture file"
+    if per_class and not any(p.lower().endswith(PICTURES) for p in paths):
+        paths = []  # a README.md or notes.txt beside the class sub-folders
+    if paths and per_class:
+        raise DataError(f"{folder} holds {len(paths)} pictures matching {asked} at its top and sub-folders of them "
+                        f"({', '.join(per_class)}): put every picture in a sub-folder per class (a labelled folder) "
+                        "or none in sub-folders")
+    if paths:
+        return paths, None, None
+    if not per_class and pattern is None:
+        raise DataError(f"no picture file in {folder} or its sub-folders ({', '.join(PICTURES)})")
     if not per_class:
-        raise DataError(f"no file in {folder} or its sub-folders matches --input_fname_pattern={pattern}"
-                        f"{what_is_there(folder)}")
+        raise DataError(f"no file in {folder} or its sub-folders matches {asked}{what_is_there(folder)}")
+    if len(per_class) == 1 and left_out:
+        raise DataError(f"in {folder} only {next(iter(per_class))}/ has pictures matching {asked}, and "
+                        f"{described(left_out)} others: give a pattern that takes every class's pictures "
+                        "(e.g. --input_fname_pattern='*'), or move the others out")
+    if left_out:
+        print(f"Warning: {folder}: no class for {described(left_out)}: no file there matches {asked}",
+              file=sys.stderr)
     if len(per_class) == 1:  # data/celebA/img_align_celeba/*.jpg: one folder of pictures, not a class
         return next(iter(per_class.values())), None, None
     class_names = list(per_class)
@@ -206,23 +227,47 @@ def list_image_folder(folder, pattern):
     return [p for files in per_class.values() for p in files], labels, class_names
 
 
-def what_is_there(folder):
+def described(held):
+    """{sub-folder: what_is_there of it} as 'dog/ (5 *.png), fish/ (2 *.gif)'."""
+    return ", ".join(f"{d}/ ({text})" for d, text in held.items())
+
+
+def what_is_there(folder, shallow=False):
     """The kinds of files folder and its sub-folders hold, most first, with the pattern that picks the
     first ('; it holds 40 *.PNG, 5 *.JPG: e.g. --input_fname_pattern=*.PNG'), for a pattern that found
-    nothing (photos from cameras are often *.JPG)."""
-    places = [folder, *(os.path.join(folder, d) for d in os.listdir(folder))]
+    nothing (photos from cameras are often *.JPG); shallow: folder's own files alone, as '40 *.PNG, 5 *.JPG'
+    ('' for none)."""
+    places = [folder] if shallow else [folder, *(os.path.join(folder, d) for d in os.listdir(folder))]
     counts = collections.Counter("*" + (os.path.splitext(name)[1] or name) for place in places
                                  if os.path.isdir(place) for name in os.listdir(place)
-                                 if os.path.isfile(os.path.join(place, name)))
-    if not counts:
-        return "; it holds no files"
+                                 if os.path.isfile(os.path.join(place, name)) and name[0] != ".")
     kinds = counts.most_common()
     listed = ", ".join(f"{n} {kind}" for kind, n in kinds[:5]) + (", ..." if len(kinds) > 5 else "")
+    if shallow:
+        return listed
+    if not counts:
+        return "; it holds no files"
     return f"; it holds {listed}: e.g. --input_fname_pattern={kinds[0][0]}"
 
 
+PICTURES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
 def matching_files(folder, pattern):
-    return sorted(p for p in glob.glob(os.path.join(glob.escape(folder), pattern)) if os.path.isfile(p))
+    """The files in folder that pattern (a glob, its extension matched in any case) names; None: every picture."""
+    if pattern is None:
+        return sorted(os.path.join(folder, f) for f in os.listdir(folder)
+                      if f.lower().endswith(PICTURES) and os.path.isfile(os.path.join(folder, f)))
+    return sorted(p for p in glob.glob(os.path.join(glob.escape(folder), any_case_extension(pattern)))
+                  if os.path.isfile(p))
+
+
+def any_case_extension(pattern):
+    """pattern with its extension matched in any case: '*.jpg' -> '*.[jJ][pP][gG]' (cameras write *.JPG)."""
+    head, dot, extension = pattern.rpartition(".")
+    if not dot or not extension.isalnum() or "/" in extension:
+        return pattern
+    return head + "." + "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in extension)
 
 
 def read_image(path, size, crop=None):
@@ -285,7 +330,21 @@ def read_images(paths, size, crop=None, channels=None, workers=None):
         print(f"Warning: skipped {len(skipped)} unreadable image file(s) of {len(paths)}: {shown}", file=sys.stderr)
     channels = channels or (1 if all(gray) else 3)
     images = images[:len(kept)]
-    return (images[..., :1] if channels == 1 else images), np.asarray(kept, np.int64)
+    return (to_grey(images) if channels == 1 else images), np.asarray(kept, np.int64)
+
+
+# ITU-R 601-2 luma, as Pillow's convert("L"): a blue picture is dark grey, not black.
+LUMA = np.array([0.299, 0.587, 0.114])
+
+
+def to_grey(images):
+    """RGB pictures [..., 3] (uint8, or floats in [0, 1]) as one channel of luminance [..., 1], of the same type:
+    the one conversion to grey of training, evaluation and the latent commands."""
+    images = np.asarray(images)
+    grey = images[..., :3] @ LUMA
+    if images.dtype == np.uint8:
+        return np.clip(np.rint(grey), 0, 255).astype(np.uint8)[..., None]
+    return grey.astype(images.dtype)[..., None]
 
 def try_read_image(path, size, crop):
     """read_image's result, or the reason the file cannot be read (a crop that does not fit raises)."""
@@ -342,6 +401,7 @@ def check_count(n, at_least):
 
 def load_image_folder(config, folder, limit, at_least):
     paths, labels, names = list_image_folder(folder, config["input_fname_pattern"])
+    note_changed_files(config, folder, paths)
     if config["class_names"] is not None and (names or []) != config["class_names"]:
         raise DCGANError(f"the classes in {folder} ({', '.join(names or ['none'])}) are not the run's "
                          f"({', '.join(config['class_names']) or 'none'}): use another --out_name")
@@ -361,6 +421,24 @@ def load_image_folder(config, folder, limit, at_least):
     if config["class_names"] is None:
         config.update(c_dim=images.shape[-1], y_dim=len(names or []), class_names=names or [])
     return images, None if labels is None else labels[order][kept]
+
+
+def note_changed_files(config, folder, paths):
+    """Records folder's files (their count and a digest of their names and sizes) in the run's config, saying
+    so when they are not those it recorded before: the batches of a resumed run are those it would have
+    seen only while the files stay the same."""
+    listed = {"count": len(paths), "digest": files_digest(folder, paths)}
+    before = config.get("files")
+    if before and before != listed:
+        print(f"Warning: the files of {folder} are not those the run was trained on so far ({before['count']} then, "
+              f"{listed['count']} now, or some changed): from here on it sees other batches than it would have",
+              file=sys.stderr)
+    config["files"] = listed
+
+
+def files_digest(folder, paths):
+    entries = (f"{os.path.relpath(p, folder)}\t{os.path.getsize(p)}" for p in paths)
+    return hashlib.sha256("\n".join(entries).encode()).hexdigest()[:16]
 
 
 def first_batch(config, data_dir, download=True):

@@ -39,6 +39,7 @@ def check_seed(seed):
 
 
 COLUMNS = 8  # a model without classes: its pictures in rows of this many
+FIRST_N, FIRST_PICTURES = 4, 16  # pictures of each class, or of a model without classes, on the first page
 
 
 def class_names(model):
@@ -66,6 +67,13 @@ def draw_grid(model, digits, n, seed, max_images):
         raise ValueError(f"{len(digits)} classes x {int(n)} images is {len(digits) * int(n)} images; this demo "
                          f"draws at most {max_images} per request")
     return utils.label_columns(generate(model, digits, n=int(n), seed=check_seed(seed)))
+
+
+def first_page(num_classes, max_images):
+    """(classes, pictures of each) the page draws as it opens: every class, or as many as one request may ask for,
+    FIRST_N of each; a model without classes (num_classes 0) FIRST_PICTURES."""
+    n = min(FIRST_N if num_classes else FIRST_PICTURES, max_images)
+    return min(num_classes, max_images // n), n
 
 
 def walk(model, digit, seed_a, seed_b, steps):
@@ -131,7 +139,7 @@ def build_app(model, path, max_images=400, eval_path=None, completer=None):
 
     def on_grid(digits, n, seed):
         grid = draw_grid(model, digits, n, seed, max_images)
-        asked = "-".join(map(str, digits)) if model.y_dim else f"{int(n)}"
+        asked = utils.name_of([str(d) for d in digits]) if model.y_dim else f"{int(n)}"
         png = os.path.join(scratch, f"{kind}_{asked}_seed{int(seed)}.png")
         utils.save_image(grid, png)
         keep_newest(scratch, KEPT)
@@ -152,13 +160,14 @@ def build_app(model, path, max_images=400, eval_path=None, completer=None):
     choices = [(name, str(k)) for k, name in enumerate(names)]
     digit_model = names == utils.digit_names(10)
     kind = "digits" if digit_model else "classes" if names else "pictures"
+    first_classes, first_n = first_page(len(names), max_images)
     with gr.Blocks(title=f"DCGAN {kind}") as app:
         gr.Markdown(f"# Draw {kind} with a{' conditional' * bool(names)} DCGAN\n" + describe(model, path, eval_path))
         with gr.Tab(kind.capitalize()):
             with gr.Row():
-                digits = gr.CheckboxGroup(choices, value=[v for _, v in choices], label=kind.capitalize(),
+                digits = gr.CheckboxGroup(choices, value=[v for _, v in choices][:first_classes], label=kind.capitalize(),
                                           show_select_all=True, elem_id="digits", visible=bool(names))
-                n = gr.Slider(1, 16 if names else 64, value=4 if names else 16, step=1, elem_id="n",
+                n = gr.Slider(1, 16 if names else 64, value=first_n, step=1, elem_id="n",
                               label=f"Images per {'digit' if digit_model else 'class'}" if names else "Pictures")
                 seed = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=MAX_SEED, elem_id="seed")
             with gr.Row():

@@ -206,8 +206,8 @@ MANIFOLD = ("precision", "recall", "density", "coverage")
 class Reference:
     """What generated images are compared with: the classifier and MNIST's real images."""
 
-    def __init__(self, classifier, test_images, test_labels, train_images, train_labels, num_classes=10):
-        self.classifier, self.num_classes = classifier, num_classes
+    def __init__(self, classifier, test_images, test_labels, train_images, train_labels, num_classes=10, key=""):
+        self.classifier, self.num_classes, self.key = classifier, num_classes, key
         self.test_labels = test_labels
         predicted, self.test_features = classify(classifier, test_images)
         self.classifier_accuracy = float(np.mean(predicted == test_labels))
@@ -266,10 +266,11 @@ def load_reference(data_dir, dataset, cache_dir, download=True, retrain=False):
     splits = load_splits(dataset, data_dir, download)
     (train_x, train_y), (test_x, test_y) = splits["train"], splits["test"]
     if dataset == "mnist" and not retrain:
-        classifier, _ = shipped_classifier()
+        classifier, path = shipped_classifier()[0], SHIPPED
     else:
-        classifier, _ = cached_classifier(train_x, train_y, cache_dir)
-    return Reference(classifier, test_x, test_y, train_x, train_y)
+        classifier, path = cached_classifier(train_x, train_y, cache_dir)
+    key = f"{dataset}'s test split ({data_hash(test_x, test_y)[:16]}) in {os.path.basename(path)}'s features"
+    return Reference(classifier, test_x, test_y, train_x, train_y, key=key)
 
 
 def curve_fit(curves):

@@ -21,7 +21,7 @@ import tensorflow as tf
 from keras import layers
 
 import utils
-from data import DataError
+from data import DataError, list_image_folder, read_images
 from evaluate import EVAL_SEED, MANIFOLD, fid, kid, manifold_figures
 
 VERSION = "folder-cnn-v2"  # part of the cache key: change it when the classifier or its training changes
@@ -33,33 +33,28 @@ MIN_STEPS = 400  # a small folder trains for longer: fewer steps leave batch nor
 BATCH = 64
 
 
-PICTURES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
-
-
-def list_labelled_folder(folder):
-    """(paths, labels, class_names) of the pictures in folder's sub-folders, one class per sub-folder."""
+def list_labelled_folder(folder, pattern=None):
+    """(paths, labels, class_names) of the pictures in folder's sub-folders, one class per sub-folder, read as
+    training reads a folder (data.list_image_folder): with a run's pattern for the run's own folder, so that
+    the classes are the run's; every picture file of another (pattern None)."""
     if not os.path.isdir(folder):
         raise DataError(f"cannot evaluate: there is no folder {folder}")
-    per_class = {}
-    for name in sorted(os.listdir(folder)):
-        place = os.path.join(folder, name)
-        if os.path.isdir(place):
-            files = sorted(os.path.join(place, f) for f in os.listdir(place) if f.lower().endswith(PICTURES))
-            if files:
-                per_class[name] = files
-    if len(per_class) < 2:
+    try:
+        paths, labels, names = list_image_folder(folder, pattern)
+    except DataError as e:
+        raise DataError(f"cannot evaluate: {e}") from None
+    if not names:
         raise DataError(f"cannot evaluate: {folder} is not a labelled folder: it needs a sub-folder of pictures per "
-                        f"class, and has {len(per_class) or 'no'} such sub-folder{'s' * (len(per_class) != 1)}")
-    labels = np.concatenate([np.full(len(files), k, np.int32) for k, files in enumerate(per_class.values())])
-    return [p for files in per_class.values() for p in files], labels, list(per_class)
+                        "class")
+    return paths, labels, names
 
 
-def load_reference(folder, size, channels, cache_dir, crop=None, class_names=None):
-    """The FolderReference of a labelled folder's pictures read at size (height, width) with channels 1
-    or 3 (centre-cropped to crop first, as the run's): the classifier trained on them or loaded from
-    cache_dir. class_names: a conditional model's classes, which must be the folder's."""
-    from data import read_images
-    paths, labels, names = list_labelled_folder(folder)
+def load_reference(folder, size, channels, cache_dir, crop=None, class_names=None, pattern=None):
+    """The FolderReference of a labelled folder's pictures (those pattern names; None: every picture file) read
+    at size (height, width) with channels 1 or 3 (centre-cropped to crop first, as the run's): the classifier
+    trained on them or loaded from cache_dir. class_names: a conditional model's classes, which must be the
+    folder's."""
+    paths, labels, names = list_labelled_folder(folder, pattern)
     if class_names and names != list(class_names):
         raise ValueError(f"the classes of {folder} ({', '.join(names)}) are not the model's ({', '.join(class_names)})")
     images, kept = read_images(paths, size, crop, channels)
@@ -76,9 +71,10 @@ def run_reference(config, data_dir, eval_folder, cache_dir):
     if not eval_folder and not config["class_names"]:
         return None
     crop = (config["input_height"], config["input_width"]) if config["crop"] else None
+    own = not eval_folder or labelled_folder_path(data_dir, eval_folder) == os.path.join(data_dir, config["dataset"])
     return load_reference(labelled_folder_path(data_dir, eval_folder or config["dataset"]),
                           (config["output_height"], config["output_width"]), config["c_dim"], cache_dir, crop,
-                          config["class_names"])
+                          config["class_names"], config["input_fname_pattern"] if own else None)
 
 
 def labelled_folder_path(data_dir, name):
@@ -190,7 +186,8 @@ class FolderReference:
         if min(len(reference), len(floor)) <= 3:
             raise ValueError(f"{len(labels)} labelled pictures are too few to hold out a reference and a floor: "
                              "give at least five of a class")
-        self.classifier, _ = cached_classifier(images[train], labels[train], self.num_classes, cache_dir)
+        self.classifier, path = cached_classifier(images[train], labels[train], self.num_classes, cache_dir)
+        self.key = f"the folder's pictures in {os.path.basename(path)}'s features"  # the name holds their digest
         predicted, self.features = classify(self.classifier, images[reference])
         self.shares = self.mix(predicted)
         self.floor_labels = labels[floor]

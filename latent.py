@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 import utils
+from data import read_image, to_grey
 from model import Z_UNIFORM_RANGES, draw_z, z_from_seeds
 
 MASKS = ("left", "right", "top", "bottom", "centre", "random")
@@ -66,7 +67,7 @@ def make_mask(kind, height, width, seed=0):
 
 def mask_from_picture(picture):
     """A mask from a picture (uint8 [H, W, C]): its dark pixels (below half brightness) are the hole."""
-    mask = (np.asarray(picture, np.float32).mean(axis=-1, keepdims=True) >= 127.5).astype(np.float32)
+    mask = (to_grey(np.asarray(picture, np.float32)) >= 127.5).astype(np.float32)
     if mask.all() or not mask.any():
         raise ValueError("the mask picture must have both dark pixels (the hole) and light ones (the known part)")
     return mask
@@ -252,17 +253,16 @@ def draw(dcgan, z, label):
 
 def model_picture(dcgan, rgb):
     """A picture (uint8 [H', W', 3 or 4], any size) as the networks take it: float [1, H, W, C] in [0, 1],
-    resized bilinearly, alpha dropped, colour made grey by averaging for a one-channel model."""
+    resized bilinearly, alpha dropped, colour made grey (luminance, as training reads it) for a one-channel model."""
     from PIL import Image
     g = dcgan.generator
     image = Image.fromarray(np.asarray(rgb, np.uint8)[..., :3]).resize((g.output_width, g.output_height), Image.BILINEAR)
     picture = np.asarray(image, np.float32) / 255.0
-    return (picture.mean(axis=-1, keepdims=True) if g.c_dim == 1 else picture)[None]
+    return (to_grey(picture) if g.c_dim == 1 else picture)[None]
 
 
 def read_picture(dcgan, path):
     """A picture file as the networks take it (transparent pixels composited onto white, as training does)."""
-    from data import read_image
     g = dcgan.generator
     return model_picture(dcgan, read_image(path, (g.output_height, g.output_width))[0])
 
@@ -272,7 +272,6 @@ def mask_for(dcgan, hole):
     g = dcgan.generator
     if hole in MASKS:
         return make_mask(hole, g.output_height, g.output_width)
-    from data import read_image
     return mask_from_picture(read_image(hole, (g.output_height, g.output_width))[0])
 
 

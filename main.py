@@ -459,7 +459,7 @@ def train(dcgan, run, training_data, strategy):
         reference = eval_reference(run.config) if FLAGS.eval_freq and chief else None
         training.train(dcgan, manager, run, training_data, strategy, FLAGS.epoch, FLAGS.sample_freq, FLAGS.ckpt_freq,
                        FLAGS.eval_freq, reference, FLAGS.eval_n, FLAGS.G_img_sum,
-                       best_manager(dcgan, run.checkpoints) if FLAGS.keep_best and chief else None)
+                       best_manager(dcgan, run.checkpoints, record=True) if FLAGS.keep_best and chief else None)
     if folder != run.checkpoints:  # the chief's checkpoints are the run's
         shutil.rmtree(folder, ignore_errors=True)
     return folder == run.checkpoints
@@ -547,11 +547,14 @@ def sample_or_serve(dcgan, run, labels, names):
     if FLAGS.plot and not FLAGS.train:
         visualize.write_plots(dcgan, run, data.first_batch(run.config, FLAGS.data_dir, download()))
     class_list = run.config.get("class_names") or ()
+    # The best step's exports have a base path of their own: TF Serving serves a base path's highest version,
+    # and every step after the best is higher.
+    exports = os.path.join(run.exports, BEST) if FLAGS.step == "best" else run.exports
     if FLAGS.export:
-        serving.export(dcgan, run.exports, class_list)
+        serving.export(dcgan, exports, class_list)
     if FLAGS.demo:
         import latent
-        run_demo(*serving.current_export(dcgan, run.exports, class_list), os.path.join(run.samples, "eval.json"),
+        run_demo(*serving.current_export(dcgan, exports, class_list), os.path.join(run.samples, "eval.json"),
                  functools.partial(latent.complete_picture, dcgan, names))
 
 

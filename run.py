@@ -142,12 +142,13 @@ class Run:
 
 # ---------------------------------------------------------------- checkpoints
 
-def checkpoint_manager(dcgan, folder, max_to_keep=1):
-    """The manager of a run's checkpoints in folder: both networks, their optimisers and G's average."""
+def checkpoint_manager(dcgan, folder, max_to_keep=1, **extra):
+    """The manager of a run's checkpoints in folder: both networks, their optimisers, G's average and extra
+    (more variables, saved and restored with them)."""
     import tensorflow as tf
     averaged = {"average": dcgan.average} if dcgan.average else {}
     checkpoint = tf.train.Checkpoint(generator=dcgan.generator, discriminator=dcgan.discriminator,
-                                     g_optimizer=dcgan.g_optimizer, d_optimizer=dcgan.d_optimizer, **averaged)
+                                     g_optimizer=dcgan.g_optimizer, d_optimizer=dcgan.d_optimizer, **averaged, **extra)
     return tf.train.CheckpointManager(checkpoint, folder, max_to_keep=max_to_keep, checkpoint_name="ckpt")
 
 
@@ -251,23 +252,50 @@ def load_trained(folder, precision="float32"):
 BEST = "best"  # the sub-folder of a run's checkpoints that --keep_best keeps its best step in
 
 
-def best_manager(dcgan, checkpoints):
-    return checkpoint_manager(dcgan, os.path.join(checkpoints, BEST))
+def best_manager(dcgan, checkpoints, record=False):
+    """The manager of the checkpoint --keep_best keeps in checkpoints/best; record: with the FID that chose it and
+    the reference that FID was measured against, as variables of that checkpoint (what save_best writes)."""
+    if not record:
+        return checkpoint_manager(dcgan, os.path.join(checkpoints, BEST))
+    import tensorflow as tf
+    return checkpoint_manager(dcgan, os.path.join(checkpoints, BEST), best_fid=tf.Variable(float("inf")),
+                              best_reference=tf.Variable(""))
 
 
-def save_best(manager, step, fid):
-    """Keeps step's checkpoint in manager's folder when fid is below the one recorded there; whether it did."""
-    record = os.path.join(manager.directory, "best.json")
-    try:
-        with open(record) as f:
-            best = json.load(f)["fid"]
-    except (OSError, ValueError, KeyError, TypeError):  # none yet, or a record cut short: this step starts it
-        best = float("inf")
-    if not fid < best:
+def save_best(manager, step, fid, reference):
+    """Keeps step's checkpoint in manager's folder (best_manager with its record) when fid is below the FID kept
+    there, measured against the same reference (a text naming what scored it); whether it did. The FID and the
+    reference are saved inside the checkpoint, so a kill leaves the last one whole: never a checkpoint beside
+    another step's FID. best.json repeats them for people."""
+    kept = best_record(manager.directory)
+    if kept and kept["reference"] != reference:
+        print(f"Warning: the best step kept in {manager.directory} (step {kept['step']}, FID {kept['fid']:.3f}) was "
+              f"scored against {kept['reference'] or 'an unrecorded reference'}, not {reference}: its FID does not "
+              "compare, so the best step is chosen afresh", file=sys.stderr)
+        kept = None
+    if kept and not fid < kept["fid"]:
         return False
+    manager.checkpoint.best_fid.assign(fid)
+    manager.checkpoint.best_reference.assign(reference)
     save_checkpoint(manager, step)
-    save_json({"step": step, "fid": fid}, record)
+    save_json({"step": step, "fid": fid, "reference": reference}, os.path.join(manager.directory, "best.json"))
     return True
+
+
+def best_record(folder):
+    """{'step', 'fid', 'reference'} of the best checkpoint in folder, read from the checkpoint itself (reference ''
+    for one saved before the record was); None when there is none."""
+    import tensorflow as tf
+    path = tf.train.latest_checkpoint(folder)
+    if path is None:
+        return None
+    reader = tf.train.load_checkpoint(path)
+    names = reader.get_variable_to_shape_map()
+    value = "/.ATTRIBUTES/VARIABLE_VALUE"
+    if "best_fid" + value not in names:
+        return {"step": int(path.rsplit("-", 1)[1]), "fid": float("inf"), "reference": ""}
+    return {"step": int(path.rsplit("-", 1)[1]), "fid": float(reader.get_tensor("best_fid" + value)),
+            "reference": reader.get_tensor("best_reference" + value).decode()}
 
 
 def save_checkpoint(manager, step):

@@ -16,8 +16,8 @@ import tensorflow as tf
 
 from model import z_from_seeds
 from ops import computing_in
-from utils import (DCGANError, check_memory, digit_names, first_line, label_columns, make_grid, padded, save_image,
-                   save_json, tf_writing, to_uint8)
+from utils import (DCGANError, check_memory, digit_names, first_line, label_columns, make_grid, name_of, padded,
+                   save_image, save_json, tf_writing, to_uint8)
 from visualize import COLUMNS
 
 # Below this many images an export of a 16-bit generator computes in float32: a few images cost about
@@ -237,7 +237,7 @@ def write_generated(model, labels, names, folder, n=8, seed=None, save_individua
     seed = seed if seed is not None else random.SystemRandom().randrange(2 ** 31)
     images = generate(model, labels, n=n, seed=seed)
     shown = [names[k] for k in labels] if labels else []
-    stem = f"generate_{'-'.join(shown) + '_' if shown else ''}seed{seed}"
+    stem = f"generate_{name_of(shown) + '_' if shown else ''}seed{seed}"
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, stem + ".png")
     if labels:
@@ -252,6 +252,6 @@ def write_generated(model, labels, names, folder, n=8, seed=None, save_individua
         os.makedirs(individual, exist_ok=True)
         for name, row in zip(shown or [None], images):
             for j, image in enumerate(row):
-                prefix = f"label{name}_" if name is not None else ""
+                prefix = f"label{name_of([name])}_" if name is not None else ""
                 save_image(image, os.path.join(individual, f"{prefix}seed{seed + j}.png"))
         print(f"Wrote {images.shape[0] * images.shape[1]} images to {individual}")

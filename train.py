@@ -28,8 +28,8 @@ def train(dcgan, manager, run, data, strategy, epochs, sample_every=200, checkpo
 
     Every sample_every steps a sample grid (with image_summaries also in TensorBoard); every eval_every
     steps the figures of eval_n images per class scored against eval_reference (an evaluate.Reference
-    or a folder_eval.FolderReference, given to the chief only); with best_manager, the step of the lowest
-    FID so far is kept there too (run.save_best)."""
+    or a folder_eval.FolderReference, given to the chief only); with best_manager (run.best_manager with its
+    record), the step of the lowest FID so far against that reference (its key) is kept there too (run.save_best)."""
     import tensorflow as tf
     batch_size = run.config["batch_size"]
     if not tf.config.list_physical_devices("GPU"):  # a GPU's memory is its own, and TF names it when short
@@ -83,7 +83,7 @@ def train(dcgan, manager, run, data, strategy, epochs, sample_every=200, checkpo
                 if eval_reference and (step % eval_every == 0 or step == total):
                     result = eval_reference.score(dcgan, eval_n)
                     quality = log_quality(result, step)
-                    if best_manager and save_best(best_manager, step, result["fid"]):
+                    if best_manager and save_best(best_manager, step, result["fid"], eval_reference.key):
                         quality += " (best so far: kept)"
                 progress.update(step, f"epoch {epoch + 1}/{epochs} {format_logs(logs)}{quality}",
                                 force=bool(quality) and step % eval_every == 0)

@@ -2,6 +2,7 @@
 progress line, stop signals, the memory check and the CPU's features."""
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import platform
@@ -76,6 +77,15 @@ def absl_errors_only():
 def digit_names(n):
     """Class names of a dataset whose classes are its indices (MNIST's digits)."""
     return [str(k) for k in range(n)]
+
+
+def name_of(parts, limit=80):
+    """parts joined by '-' as part of a file name, or past limit bytes (dozens of classes asked at once) their
+    number and a digest of them: file names stop at 255 bytes."""
+    joined = "-".join(parts)
+    if len(joined.encode()) <= limit:
+        return joined
+    return f"{len(parts)}-classes-{hashlib.sha256(joined.encode()).hexdigest()[:8]}"
 
 
 def first_line(error):

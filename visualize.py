@@ -39,15 +39,10 @@ def visualize(sample, z_dim, z_dist, y_dim, option, folder, seed):
     sample(z [N, z_dim], labels [N] or None) -> float images [N, H, W, C] in [0, 1]."""
     os.makedirs(folder, exist_ok=True)
     rng = np.random.default_rng(seed)
-    low, high = Z_RANGES[z_dist]
-    values = np.linspace(low, high, STEPS, dtype=np.float32)
+    values = np.linspace(*Z_RANGES[z_dist], STEPS, dtype=np.float32)
     rows = y_dim or COLUMNS
     labels = np.repeat(np.arange(y_dim), COLUMNS) if y_dim else None
-
-    def random_z(n):
-        if z_dist == "normal":
-            return rng.standard_normal((n, z_dim)).astype(np.float32)
-        return rng.uniform(low, high, (n, z_dim)).astype(np.float32)
+    random_z = functools.partial(draw_random_z, rng, z_dim=z_dim, z_dist=z_dist)
 
     def random_grid_z():
         """z of a grid of random samples, rows x COLUMNS: a conditional model's rows share theirs."""
@@ -100,6 +95,13 @@ def visualize(sample, z_dim, z_dist, y_dim, option, folder, seed):
     return written
 
 
+def draw_random_z(rng, n, z_dim, z_dist):
+    """n z of z_dist from a NumPy generator: float32 [n, z_dim]."""
+    if z_dist == "normal":
+        return rng.standard_normal((n, z_dim)).astype(np.float32)
+    return rng.uniform(*Z_RANGES[z_dist], (n, z_dim)).astype(np.float32)
+
+
 def grid(sample, z, labels, columns):
     """One image of the samples for z (and labels), filled row by row, columns wide."""
     images = np.concatenate([sample(z[i:i + CHUNK], None if labels is None else labels[i:i + CHUNK])
@@ -148,8 +150,8 @@ def fixed_samples(config, z_dim, rows=10):
     rng = np.random.default_rng(config["seed"])
     y_dim = config["y_dim"]
     if not y_dim:
-        return rng.uniform(-1, 1, (rows * COLUMNS, z_dim)).astype(np.float32), None
-    z = rng.uniform(-1, 1, (rows, z_dim)).astype(np.float32)
+        return draw_random_z(rng, rows * COLUMNS, z_dim, config["z_dist"]), None
+    z = draw_random_z(rng, rows, z_dim, config["z_dist"])
     return np.repeat(z, y_dim, axis=0), np.tile(np.arange(y_dim), rows)
 
 

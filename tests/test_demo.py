@@ -101,6 +101,26 @@ def test_bad_requests_get_a_plain_message(exported, digits, n, seed, message):
         demo.draw_grid(exported[0], digits, n, seed, max_images=100)
 
 
+@pytest.mark.parametrize("classes, max_images, expected", [(10, 400, (10, 4)), (150, 400, (100, 4)),
+                                                         (150, 2, (1, 2)), (0, 400, (0, 16)), (0, 5, (0, 5))])
+def test_the_first_page_asks_for_no_more_than_one_request_may(classes, max_images, expected):
+    assert demo.first_page(classes, max_images) == expected
+
+
+def test_a_grid_of_many_classes_gets_a_file_name_that_fits(tmp_path):
+    """File names stop at 255 bytes: --generate's of 60 classes would have joined them all."""
+    import serving
+    names = [f"category-number-{k:03d}" for k in range(60)]
+    model = DCGAN(**{**TINY, "y_dim": 60})
+    classes, n = demo.first_page(60, 400)
+    assert demo.draw_grid(model, [str(k) for k in range(classes)], n, 0, 400).shape == (n * 28, classes * 28, 1)
+    serving.write_generated(model, list(range(60)), names, str(tmp_path), n=1, seed=2, save_individual=True)
+    stem = f"generate_{utils.name_of(names)}_seed2"
+    assert utils.name_of(names).startswith("60-classes-") and len(stem) < 60
+    assert sorted(os.listdir(tmp_path)) == [stem, stem + ".png"] and len(os.listdir(tmp_path / stem)) == 60
+    assert utils.name_of(["3", "1", "4"]) == "3-1-4"  # a few classes keep their names in the file's
+
+
 def test_a_model_without_classes_draws_pictures_from_consecutive_seeds_row_by_row(colour):
     model, _ = colour
     grid = demo.draw_grid(model, [], 20, 3, max_images=40)

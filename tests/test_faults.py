@@ -98,6 +98,11 @@ def labelled_pictures(tmp):
     write_image_folder(str(tmp / "data" / "pictures"), n=12, labelled=True, broken=False)
 
 
+def pictures_beside_classes(tmp):
+    labelled_pictures(tmp)
+    shutil.copy(next((tmp / "data" / "pictures" / "disc").glob("*.png")), tmp / "data" / "pictures" / "stray.png")
+
+
 def folder_args(*extra):
     return ["--train", "--dataset=pictures", "--data_dir=data", "--batch_size=8", "--input_fname_pattern=*", *extra]
 
@@ -111,6 +116,11 @@ CATALOGUE = [
      "no file in data/pictures or its sub-folders matches --input_fname_pattern=*.bmp; it holds 9 *.png, 3 *.jpg: "
      "e.g. --input_fname_pattern=*.png"),
     ("fewer pictures than a batch", pictures, folder_args("--batch_size=64"), "12 images are fewer than one batch of 64"),
+    ("pictures beside class sub-folders", pictures_beside_classes, folder_args(),
+     "data/pictures holds 1 pictures matching --input_fname_pattern=* at its top and sub-folders of them (disc, "
+     "square): put every picture in a sub-folder per class"),
+    ("one class of pictures matching the pattern", labelled_pictures, folder_args("--input_fname_pattern=*.jpg"),
+     "in data/pictures only disc/ has pictures matching --input_fname_pattern=*.jpg, and square/ (6 *.png) others"),
     ("crop larger than a picture", pictures, folder_args("--crop", "--input_height=60"),
      "pixels, smaller than the 60x60 crop"),
     ("conditional size the networks cannot draw", labelled_pictures, folder_args("--output_height=30"),
@@ -185,7 +195,7 @@ def snapshot(folder):
 # make test tries one case of each kind (a flag absl refuses, a missing folder, a folder's files, a run's settings,
 # a checkpoint, no checkpoint); the full tier the whole catalogue.
 QUICK = {"zero batch size", "unknown dataset", "no file matches the pattern", "other architecture flags than the run's",
-         "corrupt checkpoint", "test mode without checkpoint"}
+         "corrupt checkpoint", "test mode without checkpoint", "one class of pictures matching the pattern"}
 
 
 @pytest.mark.parametrize("case, setup, args, message", [

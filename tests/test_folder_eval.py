@@ -115,8 +115,11 @@ def test_a_labelled_folder_is_read_by_class_and_its_classifier_is_trained_once(c
     assert second.accuracy == first.accuracy
     with pytest.raises(ValueError, match=r"classes of .* \(disc, square\) are not the model's \(a, b\)"):
         folder_eval.load_reference(str(folder), (32, 32), 3, cache, class_names=["a", "b"])
-    with pytest.raises(DataError, match="not a labelled folder: .* has no such sub-folder"):
+    with pytest.raises(DataError, match=r"^cannot evaluate: no picture file in .*cache\d* or its sub-folders \(\.png, "):
         folder_eval.load_reference(cache, (32, 32), 3, cache)
+    pictures = next(folder.glob("disc/*.png"))
+    with pytest.raises(DataError, match="^cannot evaluate: .* is not a labelled folder: it needs a sub-folder of "):
+        folder_eval.load_reference(str(pictures.parent), (32, 32), 3, cache)
 
 
 def test_an_eval_folder_is_looked_for_in_the_data_dir_then_as_a_path(tmp_path, monkeypatch):

@@ -1,6 +1,7 @@
 """Image folders and the unconditional DCGAN: networks, reading pictures, training, export, --visualize."""
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -155,6 +156,84 @@ def test_a_labelled_folder_has_a_class_per_sub_folder(tmp_path):
     write_image_folder(str(tmp_path / "one" / "img_align_celeba"), n=4, broken=False)
     paths, labels, names = data.list_image_folder(str(tmp_path / "one"), "*")
     assert len(paths) == 4 and labels is None and names is None  # one sub-folder is not a class
+
+
+def pictures(folder, names, colour=(200, 40, 10)):
+    """Writes a small picture under each of names (relative paths) in folder."""
+    for name in names:
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((8, 8, 3), colour, np.uint8)).save(path, format="PNG" if name.lower().endswith(
+            ".png") else "JPEG")
+
+
+def test_extensions_match_in_any_case_and_classes_the_pattern_leaves_out_are_named(tmp_path, capsys):
+    pictures(tmp_path / "pets", ["cat/1.jpg", "cat/2.jpg", "dog/1.JPG", "dog/2.Jpg"])
+    paths, labels, names = data.list_image_folder(str(tmp_path / "pets"), "*.jpg")
+    assert names == ["cat", "dog"] and labels.tolist() == [0, 0, 1, 1] and len(paths) == 4
+    pictures(tmp_path / "pets", ["fish/1.png", "fish/2.png", ".ipynb_checkpoints/1.jpg", "README.md/x.txt"])
+    assert data.list_image_folder(str(tmp_path / "pets"), "*.jpg")[2] == ["cat", "dog"]
+    assert capsys.readouterr().err.strip() == (f"Warning: {tmp_path / 'pets'}: no class for fish/ (2 *.png): no file "
+                                               "there matches --input_fname_pattern=*.jpg")
+    assert data.list_image_folder(str(tmp_path / "pets"), "*")[2] == ["README.md", "cat", "dog", "fish"]
+
+
+def test_a_layout_that_cannot_be_read_as_meant_is_refused(tmp_path):
+    # One class matching the pattern and another whose pictures do not: cats alone, unconditional, was not meant.
+    pictures(tmp_path / "pets", ["cat/1.jpg", "cat/2.jpg", "dog/1.png"])
+    with pytest.raises(data.DataError, match=re.escape(
+            f"in {tmp_path / 'pets'} only cat/ has pictures matching --input_fname_pattern=*.jpg, and dog/ (1 *.png) "
+            "others: give a pattern that takes every class's pictures")):
+        data.list_image_folder(str(tmp_path / "pets"), "*.jpg")
+    # Pictures at the top beside sub-folders of pictures: classes or not?
+    pictures(tmp_path / "mixed", ["top.jpg", "a/1.jpg", "b/1.jpg"])
+    with pytest.raises(data.DataError, match=re.escape(
+            f"{tmp_path / 'mixed'} holds 1 pictures matching --input_fname_pattern=*.jpg at its top and sub-folders "
+            "of them (a, b): put every picture in a sub-folder per class")):
+        data.list_image_folder(str(tmp_path / "mixed"), "*.jpg")
+    (tmp_path / "mixed" / "top.jpg").rename(tmp_path / "mixed" / "notes.txt")  # a note beside the classes is fine
+    assert data.list_image_folder(str(tmp_path / "mixed"), "*")[2] == ["a", "b"]
+
+
+def test_one_channel_is_the_luminance_in_training_and_the_latent_commands(tmp_path):
+    import latent
+    blue = np.zeros((8, 8, 3), np.uint8)
+    blue[..., 2] = 255
+    Image.fromarray(blue).save(tmp_path / "blue.png")
+    grey, _ = data.read_images([str(tmp_path / "blue.png")], (8, 8), channels=1)
+    assert grey.shape == (1, 8, 8, 1) and grey.min() == grey.max() == 29  # 0.114 * 255: dark, not black
+    assert np.asarray(Image.fromarray(blue).convert("L")).max() == 29  # Pillow's own conversion agrees
+    dcgan = DCGAN(y_dim=0, z_dim=4, output_height=8, output_width=8, c_dim=1, gf_dim=2, df_dim=2, layers=1)
+    assert latent.model_picture(dcgan, blue) == pytest.approx(np.full((1, 8, 8, 1), 29 / 255), abs=0.5 / 255)
+
+
+@pytest.mark.parametrize("z_dist, low, high", [("normal", -5, 5), ("uniform_unsigned", 0, 1),
+                                               ("uniform_signed", -1, 1)])
+def test_sample_grids_draw_z_from_the_runs_distribution(z_dist, low, high):
+    z, labels = visualize.fixed_samples({"seed": 3, "y_dim": 0, "z_dist": z_dist}, z_dim=20)
+    assert z.shape == (80, 20) and labels is None and low <= z.min() and z.max() <= high
+    if z_dist == "normal":
+        assert z.min() < -1.5 and z.max() > 1.5 and abs(z.mean()) < 0.1
+    else:
+        assert z.mean() == pytest.approx((low + high) / 2, abs=0.05)
+    if z_dist == "uniform_signed":  # the grids of runs made before are drawn as they were
+        np.testing.assert_array_equal(z, np.random.default_rng(3).uniform(-1, 1, (80, 20)).astype(np.float32))
+
+
+def test_a_resumed_run_says_when_the_folders_files_changed(tmp_path, capsys):
+    pictures(tmp_path / "pics", [f"{i}.jpg" for i in range(4)])
+    config = {"dataset": "pics", "train_size": None, "batch_size": 2, "seed": 0, "input_fname_pattern": "*.jpg",
+              "class_names": None, "c_dim": None, "arch": "dcgan", "output_height": 8, "output_width": 8,
+              "crop": False, "input_height": None, "input_width": None}
+    data.load_training_data(config, str(tmp_path))
+    assert config["files"]["count"] == 4 and "Warning" not in capsys.readouterr().err
+    data.load_training_data(config, str(tmp_path))  # the same files: nothing said
+    assert "Warning" not in capsys.readouterr().err
+    pictures(tmp_path / "pics", ["4.jpg"])
+    data.load_training_data(config, str(tmp_path))
+    assert (f"Warning: the files of {tmp_path / 'pics'} are not those the run was trained on so far (4 then, 5 now, or "
+            "some changed): from here on it sees other batches") in capsys.readouterr().err
+    assert config["files"]["count"] == 5
 
 
 # ------------------------------------------------------------------ through main.py

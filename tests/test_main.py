@@ -150,6 +150,19 @@ def test_checkpoint_restores_weights_and_optimizer_state(tmp_path, saved_in):
                                    rtol=1e-5 if saved_in == "float32" else 1e-2)
 
 
+def test_the_best_steps_export_has_a_base_path_of_its_own(tmp_path):
+    """TF Serving serves a base path's highest version: an export of the best step beside later ones would lose."""
+    folders = {f"{kind}_dir": str(tmp_path / kind) for kind in ("checkpoint", "sample", "export")}
+    with flagsaver.flagsaver(**folders, batch_size=32, export=True, **TINY):
+        run = main.open_run(main.run_config())
+        dcgan = main.build_model(run.config)
+        with flagsaver.flagsaver(step="best"):
+            main.sample_or_serve(dcgan, run, None, runs.class_names(run.config))
+        main.sample_or_serve(dcgan, run, None, runs.class_names(run.config))
+    assert sorted(os.listdir(tmp_path / "export" / RUN)) == ["0", "best"]
+    assert os.listdir(tmp_path / "export" / RUN / "best") == ["0"]
+
+
 @pytest.mark.parametrize("recipe, given, expected", [("original", None, 64), ("best", None, 32), ("best", 16, 16),
                                                      ("best", 64, 64), ("original", 16, 16)])
 def test_recipe_best_trains_in_batches_of_32_unless_batch_size_is_given(recipe, given, expected):

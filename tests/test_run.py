@@ -43,3 +43,43 @@ def test_a_file_system_without_locks_runs_unlocked(tmp_path, monkeypatch):
     with run.held_alone(str(tmp_path), "taken"):
         ran = True
     assert ran
+
+
+def tiny_dcgan():
+    import keras
+    from conftest import TINY
+    from model import DCGAN
+    dcgan = DCGAN(**TINY)
+    dcgan.compile(d_optimizer=keras.optimizers.Adam(), g_optimizer=keras.optimizers.Adam())
+    return dcgan
+
+
+def test_the_best_step_and_its_fid_are_one_checkpoint_and_another_reference_starts_afresh(tmp_path, capsys,
+                                                                                         monkeypatch):
+    dcgan = tiny_dcgan()
+    manager = run.best_manager(dcgan, str(tmp_path), record=True)
+    assert run.best_record(manager.directory) is None
+    assert run.save_best(manager, 5, 3.0, "folder A")
+    assert not run.save_best(manager, 9, 4.0, "folder A")  # worse: the step-5 checkpoint stays
+    assert run.best_record(manager.directory) == {"step": 5, "fid": 3.0, "reference": "folder A"}
+
+    # A kill after the checkpoint is published and before best.json: the checkpoint holds its own FID.
+    def killed(*args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(run, "save_json", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run.save_best(manager, 12, 2.5, "folder A")
+    monkeypatch.undo()
+    assert run.best_record(manager.directory) == {"step": 12, "fid": 2.5, "reference": "folder A"}
+    assert not run.save_best(manager, 14, 2.7, "folder A")
+
+    # Scored against another reference, FIDs do not compare: the next step is kept whatever its FID, and said so.
+    capsys.readouterr()
+    assert run.save_best(manager, 20, 9.0, "folder B")
+    assert capsys.readouterr().err.strip() == (
+        f"Warning: the best step kept in {tmp_path}/best (step 12, FID 2.500) was scored against folder A, not folder B: "
+        "its FID does not compare, so the best step is chosen afresh")
+    assert run.best_record(manager.directory) == {"step": 20, "fid": 9.0, "reference": "folder B"}
+    restored = tiny_dcgan()
+    assert run.restore(run.best_manager(restored, str(tmp_path)), required=True)  # --step best, without the record
+    assert int(restored.step) == int(dcgan.step)
