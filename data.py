@@ -152,9 +152,11 @@ def load_labelled_images(dataset, data_dir, download=True):
             np.concatenate([splits["train"][1], splits["test"][1]]))
 
 
-def shuffled_batches(images, labels, batch_size, num_classes, seed, start_step=0):
+def shuffled_batches(images, labels, batch_size, num_classes, seed, start_step=0, balanced=False):
     """Endless tf.data stream of (x in [0,1] [B,H,W,C], one-hot y) batches, reshuffled each epoch;
     batches of x alone when labels is None. images: uint8 [N,H,W,C], or float32 taken as they are.
+    balanced: an epoch's N pictures are drawn a class at a time, every class as often, a picture of it at random
+    (a small class's pictures come back within the epoch, a large one's wait for later epochs).
 
     The order of epoch e depends only on (seed, e), so a run resumed at start_step sees exactly
     the batches it would have seen had it never stopped.
@@ -162,12 +164,23 @@ def shuffled_batches(images, labels, batch_size, num_classes, seed, start_step=0
     import tensorflow as tf  # here, not at the top: a command that stops on a bad flag or file need not load it
     n = len(images)
     steps_per_epoch = n // batch_size
+    by_class = np.argsort(labels, kind="stable") if balanced else None
+    counts = np.bincount(labels) if balanced else None
+    present = np.flatnonzero(counts) if balanced else None
     images = tf.constant(images)
     labels = None if labels is None else tf.constant(labels, tf.int32)
 
     def epoch_order(epoch):
-        keys = tf.random.stateless_uniform([n], seed=tf.stack([tf.cast(seed, tf.int64), epoch]))
-        return tf.data.Dataset.from_tensor_slices(tf.argsort(keys)).batch(batch_size, drop_remainder=True)
+        key = tf.stack([tf.cast(seed, tf.int64), epoch])
+        if balanced:
+            classes = tf.gather(present, tf.random.stateless_uniform([n], key, 0, len(present), tf.int32))
+            within = tf.random.stateless_uniform([n], key + tf.constant([1, 0], tf.int64))
+            position = tf.gather(np.cumsum(counts) - counts, classes) + tf.cast(
+                within * tf.cast(tf.gather(counts, classes), tf.float32), tf.int64)
+            order = tf.gather(by_class, position)
+        else:
+            order = tf.argsort(tf.random.stateless_uniform([n], seed=key))
+        return tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder=True)
 
     scale = 1.0 / 255.0 if images.dtype == tf.uint8 else 1.0  # float data (the curves) as it is
 
@@ -391,6 +404,8 @@ def load_training_data(config, data_dir, download=True, limit=None):
     else:
         images, labels = load_image_folder(config, os.path.join(data_dir, dataset), count, at_least)
     check_count(len(images), at_least)
+    if config.get("balance_classes") and labels is None:
+        raise DCGANError(f"--balance_classes draws every class as often, and {dataset} has no classes: leave it out")
     return images, labels
 
 
@@ -405,9 +420,11 @@ def load_image_folder(config, folder, limit, at_least):
     if config["class_names"] is not None and (names or []) != config["class_names"]:
         raise DCGANError(f"the classes in {folder} ({', '.join(names or ['none'])}) are not the run's "
                          f"({', '.join(config['class_names']) or 'none'}): use another --out_name")
-    from model import generator_class
+    from model import folder_conditioning, generator_class
+    size = config["output_height"], config["output_width"]
     try:  # before the long part: a size the networks cannot draw
-        generator_class(config["arch"], len(names or [])).check_size(config["output_height"], config["output_width"])
+        generator_class(config["arch"], len(names or []),
+                        folder_conditioning(config["conditioning"], len(names or []), *size)).check_size(*size)
     except ValueError as e:
         raise DCGANError(f"--arch {config['arch']}{' (conditional)' if names else ''}: {e}") from None
     order = np.random.default_rng(config["seed"]).permutation(len(paths))[:limit]

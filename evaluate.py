@@ -222,8 +222,8 @@ class Reference:
                           for k in range(num_classes)},
         }
 
-    def score(self, model, n):
-        """The figures of n images per class drawn by model (a DCGAN or an export)."""
+    def score(self, model, n, pictures_to=None):
+        """The figures of n images per class drawn by model (a DCGAN or an export); they write no pictures."""
         return generated_quality(model, self, n)
 
     @staticmethod
@@ -307,9 +307,10 @@ def generated_quality(model, reference, n):
 
 
 def write_eval(model, folder, step, n, reference=None):
-    """--eval: the figures of model at step printed and written to folder/eval.json; against reference
-    (a Reference, n images per class, or a folder_eval.FolderReference), or for the curves (reference
-    None) how well n curves fit their family."""
+    """--eval: the figures of model at step printed and written to folder/eval.json (with any pictures the
+    reference writes there); against reference (a Reference, n images per class, or a
+    folder_eval.FolderJudgement, n pictures in all or None for its default), or for the curves (reference None)
+    how well n curves fit their family."""
     if reference is None:  # the curves: the truth is known
         from model import z_from_seeds
         z = z_from_seeds(EVAL_SEED + np.arange(n, dtype=np.int64), model.z_dim, model.z_dist)
@@ -317,7 +318,7 @@ def write_eval(model, folder, step, n, reference=None):
         publish(result, format_curve_summary(result), folder)
         return
     try:
-        result = {"step": step, **reference.score(model, n)}
+        result = {"step": step, **reference.score(model, n, pictures_to=folder)}
     except ValueError as e:
         raise utils.DCGANError(f"cannot evaluate: {e}") from None
     publish(result, reference.summary(result), folder)
@@ -396,35 +397,6 @@ def kid(a, b, subset=1000, subsets=10, seed=0):
         within = (kxx.sum() - np.trace(kxx) + kyy.sum() - np.trace(kyy)) / (m * (m - 1))
         values.append(within - 2 * kxy.mean())
     return float(np.mean(values))
-
-
-def colour_quality(features, generated, real, other_real):
-    """FID and KID of generated images against real ones of a folder, in features (inception_features),
-    beside other_real against them (the floor)."""
-    generated, real, other = features(generated), features(real), features(other_real)
-    return {"fid": fid(generated, real), "kid": kid(generated, real),
-            "real": {"fid": fid(other, real), "kid": kid(other, real)},
-            "samples": int(len(generated)), "real_samples": int(len(real))}
-
-
-def write_colour_eval(model, folder, step, real_images, n, features=None):
-    """--eval of an unconditional model of a colour folder: n generated images against real_images of
-    its folder, split in two halves (one for the figures, the other for their floor), in InceptionV3's
-    features."""
-    from serving import generate
-    features = features or inception_features()
-    print(f"Scoring {n} generated and {len(real_images)} real images with InceptionV3 (a few minutes on a CPU)",
-          flush=True)
-    images = generate(model, None, n=n, seed=EVAL_SEED)[0]
-    half = len(real_images) // 2
-    result = {"step": step, **colour_quality(features, images, real_images[:half], real_images[half:])}
-    publish(result, format_colour_summary(result), folder)
-
-
-def format_colour_summary(result):
-    return (f"FID {result['fid']:.3f}, KID {result['kid']:.4f} in InceptionV3's features (real vs real: FID "
-            f"{result['real']['fid']:.3f}, KID {result['real']['kid']:.4f}; {result['samples']} generated against "
-            f"{result['real_samples']} images of the folder)")
 
 
 def format_folder_summary(result):

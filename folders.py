@@ -4,6 +4,7 @@
     python folders.py --source mnist --data_dir ../shared/data --out data/mnist-pixels --unlabelled
     python folders.py --source emoji --data_dir ../shared/data/emoji-google --out data/emoji-categories
     python folders.py --source openmoji --data_dir ../shared/data/openmoji-128 --out data/openmoji-groups
+    python folders.py --source openmoji --data_dir ../shared/data/openmoji-128 --out data/openmoji-subgroups --fine
 
 MNIST's split (--split train or test) is written as 28x28 PNGs: with labels, a run on it is conditional
 like --dataset mnist but has never seen the test digits (--dataset mnist trains on both splits, as the
@@ -23,21 +24,22 @@ SOURCES = ("mnist", "emoji", "openmoji")
 FLAGS = flags.FLAGS
 
 
-def emoji_categories(folder):
-    """{picture file: category} of emoji-google's emoji.json, skin-tone variants with their base emoji."""
+def emoji_categories(folder, fine=False):
+    """{picture file: category} of emoji-google's emoji.json (fine: its subcategory), skin-tone variants with
+    their base emoji."""
     with open(os.path.join(folder, "emoji.json")) as f:
         entries = json.load(f)
     categories = {}
     for entry in entries:
         for picture in [entry] + list((entry.get("skin_variations") or {}).values()):
-            categories[picture["image"]] = entry["category"]
+            categories[picture["image"]] = entry["subcategory" if fine else "category"]
     return categories
 
 
-def openmoji_groups(folder):
-    """{picture file: group} of openmoji's openmoji.json."""
+def openmoji_groups(folder, fine=False):
+    """{picture file: group} of openmoji's openmoji.json (fine: its subgroup)."""
     with open(os.path.join(folder, "openmoji.json")) as f:
-        return {f"{entry['hexcode']}.png": entry["group"] for entry in json.load(f)}
+        return {f"{entry['hexcode']}.png": entry["subgroups" if fine else "group"] for entry in json.load(f)}
 
 
 def folder_name(name):
@@ -70,8 +72,8 @@ def write_mnist(images, digits, out, labels=True):
     return len(images)
 
 
-def make_folder(source, data_dir, out, split="train", labels=True):
-    """Writes the folder; a line saying what it holds."""
+def make_folder(source, data_dir, out, split="train", labels=True, fine=False):
+    """Writes the folder (fine: the emoji sets by subcategory or subgroup); a line saying what it holds."""
     if os.path.exists(out):
         raise DCGANError(f"{out} exists already: name a new folder with --out")
     if source == "mnist":
@@ -80,7 +82,7 @@ def make_folder(source, data_dir, out, split="train", labels=True):
         written = write_mnist(images, digits, out, labels)
         return f"Wrote MNIST's {split} split, {written} images, to {out}" + ("/<digit>/" if labels else "/")
     read, pictures = (emoji_categories, "64") if source == "emoji" else (openmoji_groups, "128")
-    classes = read(data_dir)
+    classes = read(data_dir, fine)
     written, missing = write_pictures(classes, os.path.join(data_dir, pictures), out, labels)
     kinds = len({folder_name(c) for c in classes.values()})
     return (f"Wrote {written} pictures of {kinds} classes to {out}" + ("/<class>/" if labels else "/")
@@ -90,7 +92,7 @@ def make_folder(source, data_dir, out, split="train", labels=True):
 def main(argv):
     del argv
     try:
-        print(make_folder(FLAGS.source, FLAGS.data_dir, FLAGS.out, FLAGS.split, not FLAGS.unlabelled))
+        print(make_folder(FLAGS.source, FLAGS.data_dir, FLAGS.out, FLAGS.split, not FLAGS.unlabelled, FLAGS.fine))
     except (DCGANError, OSError, KeyError, ValueError) as e:
         raise SystemExit(f"Error: {first_line(e)}") from None
 
@@ -103,6 +105,8 @@ def define_flags():
     flags.DEFINE_string("out", None, "The folder to write; it must not exist yet.")
     flags.DEFINE_enum("split", "train", ["train", "test"], "mnist: which split.")
     flags.DEFINE_boolean("unlabelled", False, "Every picture in one folder, rather than a sub-folder per class.")
+    flags.DEFINE_boolean("fine", False, "emoji and openmoji: a class per subcategory (subgroup), about a hundred, "
+                                        "rather than per category (group); the judges are trained on these.")
     flags.mark_flags_as_required(["source", "out"])
 
 

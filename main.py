@@ -16,7 +16,6 @@ import functools
 import math
 import os
 import shutil
-import sys
 
 # TF's C++ logs (CUDA probing on CPU machines, grappler notes) drown the progress line; set it to 0
 # to see them.
@@ -32,10 +31,10 @@ import distribute
 import utils
 import visualize
 from data import CURVE_POINTS, CURVES, MNIST_LIKE, NUM_CLASSES, parse_labels
-from run import (BEST, DEFAULTS, ORIGINAL_RECIPE, RECIPES, SETTINGS, UNSET, Run, best_manager, checkpoint_manager,
-                 checkpoint_prefixes, class_names, clear_unfinished_saves, held_alone, repair_checkpoint_list, restore,
-                 run_name, save_checkpoint, variant_recipe)
-from utils import DCGANError, Stopped, digit_names, disk_full, first_line, memory_shortage
+from run import (BEST, CONDITIONINGS, DEFAULT_CONDITIONING, DEFAULTS, ORIGINAL_RECIPE, RECIPES, SETTINGS, UNSET, Run,
+                 best_manager, checkpoint_manager, checkpoint_prefixes, class_names, clear_unfinished_saves, held_alone,
+                 repair_checkpoint_list, restore, run_name, save_checkpoint, variant_recipe)
+from utils import DCGANError, digit_names
 
 # An image folder's defaults, the original's: 108x108 crops (celebA's faces) drawn at 64x64.
 FOLDER_CROP, FOLDER_SIZE = 108, 64
@@ -94,15 +93,22 @@ flags.DEFINE_boolean("eval", False, "Measure sample quality (class accuracy, FID
                      "of the checkpoint (--step) or --eval_savedmodel, print it and write eval.json. Image folders: "
                      "see --eval_folder.")
 flags.DEFINE_string("eval_folder", "", "Image-folder runs, --eval and --eval_freq: a labelled folder (a sub-folder of "
-                    "pictures per class; a name in --data_dir or a path) whose own classifier, trained once, scores the "
-                    "samples: FID, KID, precision/recall, class accuracy or mix (default: the run's folder if it has "
-                    "classes; else --eval uses InceptionV3 on colour and the MNIST classifier on grayscale).")
+                    "pictures per class; a name in --data_dir or a path) of the run's pictures, whose categories the "
+                    "class mix is read in and whose own classifier reads class accuracy (default: the run's own "
+                    "folder; a grayscale one without classes is scored in the MNIST classifier's features).")
+flags.DEFINE_string("judge", "", "Image folders, --eval and --eval_freq: the network in whose features pictures are "
+                    "scored: '' (a judge that ships in judges/, trained on emoji, the one that saw none of the judged "
+                    "pictures), 'inception' (InceptionV3's ImageNet features, where its weights are on disk or can be "
+                    "downloaded), or the prefix of a judge trained with judge.py on a labelled folder of pictures "
+                    "like yours.")
 flags.DEFINE_boolean("keep_best", False, "With --eval_freq: also keep the checkpoint of the lowest FID yet, in "
                      "<checkpoint_dir>/<run>/best/ (--step best uses it).")
 flags.DEFINE_enum("step", "latest", ["latest", "best"], "The checkpoint that --generate, --eval, --export, --demo "
                   "and the rest use: the latest, or the best one --keep_best kept.")
 flags.DEFINE_string("eval_savedmodel", "", "With --eval: evaluate this exported SavedModel (a version folder).")
-flags.DEFINE_integer("eval_n", 1000, "Generated images per class for --eval and --eval_freq.", lower_bound=2)
+flags.DEFINE_integer("eval_n", 1000, "Generated images per class for --eval and --eval_freq (image folders: pictures "
+                     "in all, by default as many as the real pictures of the floor they are compared beside).",
+                     lower_bound=2)
 flags.DEFINE_boolean("retrain_classifier", False, "With --eval or --eval_freq: score with a classifier trained "
                      "on this machine and data (cached in <checkpoint_dir>/classifier) instead of the shipped MNIST "
                      "classifier, whose figures compare across machines. Datasets other than mnist always do.")
@@ -135,8 +141,8 @@ flags.DEFINE_integer("z_dim", None, "Dimension of the noise vector z (default: 1
 flags.DEFINE_enum("arch", "dcgan", list(Z_DIMS), "Networks: curves (the 1-D toy's, which --dataset curves "
                   "takes), dcgan (the original's), mlp (CS231N's fully "
                   "connected GAN) or cs231n (CS231N's convolutional pair); all conditioned on the label.")
-flags.DEFINE_enum("loss", "gan", ["gan", "lsgan"], "gan: the original's sigmoid cross-entropy; lsgan: least "
-                  "squares on D's raw scores (Mao et al. 2017).")
+flags.DEFINE_enum("loss", "gan", ["gan", "lsgan", "hinge"], "gan: the original's sigmoid cross-entropy; lsgan: least "
+                  "squares on D's raw scores (Mao et al. 2017); hinge: SN-GAN's (Lim & Ye 2017).")
 flags.DEFINE_boolean("spectral_norm", False, "Divide every weight of D by its largest singular value "
                      "(Miyato et al. 2018, one power iteration per D update); D then has no batch norm.")
 flags.DEFINE_enum("z_dist", "uniform_signed", ["uniform_signed", "uniform_unsigned", "normal"],
@@ -182,6 +188,14 @@ flags.DEFINE_string("speed_record", os.environ.get("DCGAN_SPEED_RECORD", os.path
 flags.DEFINE_integer("layers", None, "Image folders without classes: stride-2 layers of the dcgan networks "
                      "(default: as many as keep the smallest feature map at least 4x4, at most 5: 5 at 128x128, 4 "
                      "at 64x64, 3 at 32x32; the original always has 4).", lower_bound=1, upper_bound=5)
+flags.DEFINE_enum("conditioning", None, list(CONDITIONINGS), "Labelled folders of pictures 32 pixels a side or more: "
+                  "how the networks take the class. projection (the default): the original's folder networks, class-"
+                  "conditional batch norm in G and a projection term in D (Miyato & Koyama 2018); concat: the same "
+                  "networks with the one-hot label joined to every layer's input, as the original's MNIST networks "
+                  "take it; mnist: the MNIST networks (two stride-2 layers from a quarter of the size; what smaller "
+                  "pictures and MNIST get). Kept with the run.")
+flags.DEFINE_boolean("balance_classes", False, "Labelled folders: draw every class equally often in the real batches "
+                     "(and so in G's), rather than as often as it has pictures. Kept with the run.")
 flags.DEFINE_integer("gf_dim", 64, "Generator filters in the first deconv layer's output.", lower_bound=1)
 flags.DEFINE_integer("df_dim", 64, "Discriminator filters in the second conv layer.", lower_bound=1)
 flags.DEFINE_integer("gfc_dim", 1024, "Generator fully connected units.", lower_bound=1)
@@ -194,6 +208,12 @@ FLAGS = flags.FLAGS
 def _mnist_sizes(f):
     sizes = [f[k] for k in ("input_height", "input_width", "output_height", "output_width")]
     return f["dataset"] not in MNIST_LIKE or all(s in (None, MNIST_LIKE[f["dataset"]]) for s in sizes)
+
+
+@flags.multi_flags_validator(["dataset", "conditioning"], message="MNIST-like datasets and the curves have the MNIST "
+                             "networks: leave --conditioning out, or set it to mnist")
+def _mnist_conditioning(f):
+    return f["dataset"] not in (*MNIST_LIKE, CURVES) or f["conditioning"] in (None, "mnist")
 
 
 @flags.validator("dataset", message="--dataset must be mnist, fashion_mnist or a folder name inside --data_dir")
@@ -307,19 +327,19 @@ def run_config():
     config["projection"] = FLAGS.arch == "mlp"  # its D's class term; mlp runs saved before it have none (DEFAULTS)
     if FLAGS.dataset == CURVES:
         config.update(arch=CURVES, projection=False, z_dim=FLAGS.z_dim or Z_DIMS[CURVES], output_height=1,
-                      output_width=CURVE_POINTS, c_dim=1, y_dim=0, class_names=[],
+                      output_width=CURVE_POINTS, c_dim=1, y_dim=0, class_names=[], conditioning="mnist",
                       **{name: DEFAULTS[name] for name in FOLDER_SETTINGS})
         return config
     if FLAGS.dataset in MNIST_LIKE:
         size = MNIST_LIKE[FLAGS.dataset]
-        config.update(output_height=size, output_width=size, c_dim=1, y_dim=NUM_CLASSES,
+        config.update(output_height=size, output_width=size, c_dim=1, y_dim=NUM_CLASSES, conditioning="mnist",
                       **{name: DEFAULTS[name] for name in FOLDER_SETTINGS})
         return config
     height = FLAGS.output_height or FOLDER_SIZE
     crop_height = FLAGS.input_height or FOLDER_CROP
     config.update(output_height=height, output_width=FLAGS.output_width or height, input_height=crop_height,
                   input_width=FLAGS.input_width or crop_height, c_dim=FLAGS.c_dim and int(FLAGS.c_dim),
-                  y_dim=None, class_names=None)
+                  y_dim=None, class_names=None, conditioning=FLAGS.conditioning or DEFAULT_CONDITIONING)
     return config
 
 
@@ -372,9 +392,12 @@ def import_original(path):
 
 def build_model(config, strategy=None):
     """The run's DCGAN as the flags say it trains and samples; a new image folder run's layers settled."""
-    from model import build_dcgan, unconditional_layers
-    if config["dataset"] not in (*MNIST_LIKE, CURVES) and config["layers"] is None:
-        config["layers"] = unconditional_layers(config["output_height"], config["output_width"])
+    from model import build_dcgan, folder_conditioning, unconditional_layers
+    if config["dataset"] not in (*MNIST_LIKE, CURVES):
+        if config["layers"] is None:
+            config["layers"] = unconditional_layers(config["output_height"], config["output_width"])
+        config["conditioning"] = folder_conditioning(config["conditioning"], config["y_dim"], config["output_height"],
+                                                     config["output_width"])
     recipe = training_recipe(config)
     precision = distribute.usable_precision(FLAGS.precision, FLAGS.speed_record, bench_model(config))
     return build_dcgan(config, strategy, precision, recipe["learning_rate"], recipe["beta1"], recipe["g_steps"],
@@ -404,30 +427,37 @@ def download():
 
 def eval_reference(config):
     """What --eval and --eval_freq score the run (config) against: MNIST's test digits and classifier, or a
-    labelled folder's pictures and classifier (folder_eval); None for the curves and unlabelled folders."""
+    picture folder in a judge's features (folder_eval); None for the curves and folders not judged."""
     import evaluate
     import folder_eval
     cache = os.path.join(FLAGS.checkpoint_dir, "classifier")
     try:
         if config["dataset"] in MNIST_LIKE:
             return evaluate.load_reference(FLAGS.data_dir, config["dataset"], cache, download(), FLAGS.retrain_classifier)
-        return None if config["dataset"] == CURVES else \
-            folder_eval.run_reference(config, FLAGS.data_dir, FLAGS.eval_folder, cache)
+        if config["dataset"] == CURVES or not judged(config):
+            return None
+        return folder_eval.run_reference(config, FLAGS.data_dir, FLAGS.eval_folder, cache, FLAGS.judge)
     except ValueError as e:
         raise DCGANError(f"cannot evaluate: {e}") from None
 
 
+def judged(config):
+    """Whether a folder's run is scored in a judge's features: colour or with classes (else by MNIST's classifier)."""
+    return config["c_dim"] != 1 or bool(FLAGS.eval_folder or config["class_names"])
+
+
+def eval_n(config):
+    """Pictures to score: --eval_n per class for MNIST; a folder's: --eval_n in all if given, else None (its floor's)."""
+    return FLAGS.eval_n if config["dataset"] in MNIST_LIKE or FLAGS["eval_n"].present else None
+
+
 def write_eval(model, folder, step, config):
-    """--eval of the run (config) of model: against eval_reference, else in InceptionV3's features (colour)
-    or the MNIST classifier's (grayscale) against the folder's own pictures."""
+    """--eval of the run (config) of model: against eval_reference, else (a grayscale folder without classes)
+    in the MNIST classifier's features against the folder's own pictures."""
     import evaluate
     reference = eval_reference(config)
     if reference or config["dataset"] == CURVES:
-        return evaluate.write_eval(model, folder, step, FLAGS.eval_n, reference)
-    if config["c_dim"] != 1:  # InceptionV3 at 299x299 on a CPU: fewer images
-        features = evaluate.inception_features()
-        real = data.load_training_data(config, FLAGS.data_dir, download(), limit=4 * FLAGS.eval_n)[0]
-        return evaluate.write_colour_eval(model, folder, step, real, 2 * FLAGS.eval_n, features)
+        return evaluate.write_eval(model, folder, step, eval_n(config) if reference else FLAGS.eval_n, reference)
     real = data.load_training_data(config, FLAGS.data_dir, download(), limit=20 * FLAGS.eval_n)[0]
     evaluate.write_folder_eval(model, folder, step, real, 10 * FLAGS.eval_n)
 
@@ -458,7 +488,7 @@ def train(dcgan, run, training_data, strategy):
         chief = distribute.is_chief(strategy)
         reference = eval_reference(run.config) if FLAGS.eval_freq and chief else None
         training.train(dcgan, manager, run, training_data, strategy, FLAGS.epoch, FLAGS.sample_freq, FLAGS.ckpt_freq,
-                       FLAGS.eval_freq, reference, FLAGS.eval_n, FLAGS.G_img_sum,
+                       FLAGS.eval_freq, reference, eval_n(run.config), FLAGS.G_img_sum,
                        best_manager(dcgan, run.checkpoints, record=True) if FLAGS.keep_best and chief else None)
     if folder != run.checkpoints:  # the chief's checkpoints are the run's
         shutil.rmtree(folder, ignore_errors=True)
@@ -495,8 +525,9 @@ def main(argv):
         import folder_eval
         folder_eval.list_labelled_folder(folder_eval.labelled_folder_path(FLAGS.data_dir, FLAGS.eval_folder))
     training_data = data.load_training_data(run.config, FLAGS.data_dir, download()) if FLAGS.train else None
-    if FLAGS.eval_freq and not (run.config["dataset"] in MNIST_LIKE or FLAGS.eval_folder or run.config["class_names"]):
-        raise DCGANError("--eval_freq on an image folder scores with a labelled folder's classifier: give --eval_folder")
+    if FLAGS.eval_freq and run.config["dataset"] not in MNIST_LIKE and not judged(run.config):
+        raise DCGANError("--eval_freq on a grayscale image folder without classes needs a labelled --eval_folder of "
+                         "its pictures to score them against")
     repair_checkpoint_list(run.checkpoints)
     # Before TensorFlow loads: a mistyped name or a forgotten --train is answered at once.
     if not FLAGS.train and not os.path.exists(os.path.join(run.checkpoints, "checkpoint")):
@@ -559,35 +590,9 @@ def sample_or_serve(dcgan, run, labels, names):
 
 
 def run_main(argv):
-    try:
-        main(argv)
-    except Stopped as e:
-        print(f"Stopped: {e}", file=sys.stderr)
-        sys.exit(e.exit_code)
-    except KeyboardInterrupt:
-        # Outside the training loop (loading, sampling, evaluating, exporting, the end-of-training figures).
-        print("Stopped: interrupted. Nothing is left half written (files are published only when complete); "
-              "checkpoints already written are kept.", file=sys.stderr)
-        sys.exit(130)
-    except Exception as e:
-        if disk_full(e):
-            exit_with_error(f"{first_line(e)}. The disk is full: free some space, or write elsewhere "
-                            "(--checkpoint_dir, --sample_dir, --tensorboard_dir, --export_dir); checkpoints already "
-                            "written are kept")
-        if isinstance(e, (DCGANError, OSError)):
-            exit_with_error(e, getattr(e, "exit_code", 1))
-        shortage = memory_shortage(e)
-        if shortage is None:
-            raise
-        exit_with_error(f"out of memory ({shortage}): use a smaller --batch_size, --n_per_label or --eval_n, or "
-                        "narrower networks (--z_dim, --gf_dim, --df_dim, --gfc_dim, --dfc_dim); checkpoints already "
-                        "written are kept")
-
-
-def exit_with_error(message, code=1):
-    print(f"Error: {message}", file=sys.stderr)
-    logging.set_verbosity(logging.ERROR)  # the last line: not followed by TF's notes on unrestored values at exit
-    sys.exit(code)
+    utils.exit_in_one_line(lambda: main(argv), disk="write elsewhere (--checkpoint_dir, --sample_dir, --tensorboard_dir, "
+                           "--export_dir)", memory="use a smaller --batch_size, --n_per_label or --eval_n, or narrower "
+                           "networks (--z_dim, --gf_dim, --df_dim, --gfc_dim, --dfc_dim)")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import tensorflow as tf
 from keras import layers, ops
 
 from augment import diff_augment
-from ops import (SpectralNorm, batch_norm, concat, conv2d, conv_out_size_same, deconv2d, deconv_to, dense,
+from ops import (ClassBatchNorm, SpectralNorm, batch_norm, concat, conv2d, conv_out_size_same, deconv2d, deconv_to, dense,
                  dtype_policy, linear, lrelu)
 
 # Grappler's remapper fails on the discriminator's lrelu gradient (it logs an error and falls back);
@@ -87,55 +87,76 @@ class ConditionalDiscriminator(keras.layers.Layer):
         return self.h3(concat(h, y))
 
 
-class UnconditionalGenerator(Generator):
-    """z -> image in [-1, 1], the original's y_dim=None branch: linear to (H/16) x (W/16) x gf_dim*8,
-    batch norm, ReLU, then 5x5 stride-2 deconvolutions to gf_dim*4, *2, *1 and c_dim channels with
-    batch norm and ReLU between, tanh out. Sizes halve rounding up (conv_out_size_same), so any
-    output size works: 28 goes 2 -> 4 -> 7 -> 14 -> 28. With layers=L < 4 the L last deconvolutions
-    only: linear to (H/2^L) x (W/2^L) x gf_dim*2^(L-1) (see unconditional_layers)."""
+class FolderGenerator(Generator):
+    """(z, class) -> image in [-1, 1], the original's 64x64 branch: linear to (H/16) x (W/16) x gf_dim*8, batch
+    norm, ReLU, then 5x5 stride-2 deconvolutions to gf_dim*4, *2, *1 and c_dim channels with batch norm and ReLU
+    between, tanh out. Sizes halve rounding up (conv_out_size_same), so any output size works: 28 goes 2 -> 4 ->
+    7 -> 14 -> 28. With layers=L < 4 the L last deconvolutions only: linear to (H/2^L) x (W/2^L) x
+    gf_dim*2^(L-1) (see unconditional_layers). Without classes (y_dim 0) it is the original's y_dim=None
+    branch; with them, conditioning 'concat' joins the one-hot label to z and to every deconvolution's input,
+    'projection' gives every batch norm each class's own scale and offset."""
 
     signed_output = True
 
-    def __init__(self, output_height=64, output_width=64, c_dim=3, gf_dim=64, layers=4, **kwargs):
+    def __init__(self, output_height=64, output_width=64, c_dim=3, gf_dim=64, layers=4, y_dim=0,
+                 conditioning="projection", **kwargs):
         super().__init__(output_height, output_width, c_dim, **kwargs)
         sizes = [(output_height, output_width)]
         for _ in range(layers):
             sizes.append(tuple(conv_out_size_same(s) for s in sizes[-1]))
         self.start = (*sizes[layers], gf_dim * 2 ** (layers - 1))
-        self.h0, self.bn0 = linear(int(np.prod(self.start)), "g_h0_lin"), batch_norm("g_bn0")
+        self.joined = y_dim if conditioning == "concat" else 0
+        self.class_norm = bool(y_dim) and conditioning == "projection"
+        norm = (lambda name: ClassBatchNorm(y_dim, name=name)) if self.class_norm else batch_norm
+        self.h0, self.bn0 = linear(int(np.prod(self.start)), "g_h0_lin"), norm("g_bn0")
         filters = [gf_dim * 2 ** k for k in range(layers - 2, -1, -1)] + [c_dim]
-        self.deconvs = [deconv_to(h, w, f, f"g_h{i}")
+        self.deconvs = [deconv_to(h, w, f, f"g_h{i}", labels=self.joined)
                         for i, ((h, w), f) in enumerate(zip(sizes[layers - 1::-1], filters), 1)]
-        self.bns = [batch_norm(f"g_bn{i}") for i in range(1, layers)]
+        self.bns = [norm(f"g_bn{i}") for i in range(1, layers)]
+
+    def normed(self, bn, h, y, training):
+        return bn(h, y, training=training) if self.class_norm else bn(h, training=training)
 
     def call(self, z, y=None, training=False):
-        h = ops.relu(self.bn0(ops.reshape(self.h0(z), (-1, *self.start)), training=training))
+        h = self.h0(concat(z, y) if self.joined else z)
+        h = ops.relu(self.normed(self.bn0, ops.reshape(h, (-1, *self.start)), y, training))
         for deconv, bn in zip(self.deconvs, self.bns):
-            h = ops.relu(bn(deconv(h), training=training))
-        return ops.tanh(self.deconvs[-1](h))
+            h = ops.relu(self.normed(bn, deconv(h, y), y, training))
+        return ops.tanh(self.deconvs[-1](h, y))
 
 
-class UnconditionalDiscriminator(keras.layers.Layer):
-    """image -> one logit, the original's y_dim=None branch: 5x5 stride-2 convolutions to df_dim, *2, *4
-    and *8 channels (the first `layers` of them), leaky ReLU, batch norm after all but the first, then
-    linear to 1."""
+class FolderDiscriminator(keras.layers.Layer):
+    """image (and class) -> one logit, the original's 64x64 branch: 5x5 stride-2 convolutions to df_dim, *2, *4
+    and *8 channels (the first `layers` of them), leaky ReLU, batch norm after all but the first, then linear to
+    1. With classes, conditioning 'concat' joins the one-hot label to every layer's input, 'projection' adds
+    the inner product of the last convolution's features with the class's learnt embedding to the logit."""
 
-    def __init__(self, df_dim=64, spectral_norm=False, layers=4, **kwargs):
+    def __init__(self, df_dim=64, spectral_norm=False, layers=4, y_dim=0, conditioning="projection", size=(64, 64),
+                 **kwargs):
         super().__init__(**kwargs)
-        self.convs = [conv2d(df_dim * 2 ** i, f"d_h{i}_conv", spectral_norm) for i in range(layers)]
+        self.joined = y_dim if conditioning == "concat" else 0
+        self.convs = [conv2d(df_dim * 2 ** i, f"d_h{i}_conv", spectral_norm, labels=self.joined) for i in range(layers)]
         self.bns = [batch_norm(f"d_bn{i}", not spectral_norm) for i in range(1, layers)]
         self.h4 = linear(1, f"d_h{layers}_lin", spectral_norm)
+        for _ in range(layers):
+            size = tuple(conv_out_size_same(s) for s in size)
+        self.embed = linear(int(np.prod(size)) * df_dim * 2 ** (layers - 1), "d_embed", spectral_norm,
+                            use_bias=False) if y_dim and conditioning == "projection" else None
 
-    def hidden(self, x, training=False):
+    def hidden(self, x, y=None, training=False):
         """Every convolution's activations, first to last (features.py's image representation)."""
-        h = [lrelu(self.convs[0](x))]
+        h = [lrelu(self.convs[0](x, y))]
         for conv, bn in zip(self.convs[1:], self.bns):
-            h.append(lrelu(bn(conv(h[-1]), training=training)))
+            h.append(lrelu(bn(conv(h[-1], y), training=training)))
         return h
 
     def call(self, x, y=None, training=False):
-        h = self.hidden(x, training)[-1]
-        return self.h4(ops.reshape(h, (ops.shape(h)[0], -1)))
+        h = self.hidden(x, y, training)[-1]
+        h = ops.reshape(h, (ops.shape(h)[0], -1))
+        scores = self.h4(concat(h, y) if self.joined else h)
+        if self.embed:
+            scores = scores + ops.sum(self.embed(y) * h, axis=1, keepdims=True)
+        return scores
 
 
 class MLPGenerator(Generator):
@@ -229,9 +250,15 @@ class CS231NDiscriminator(keras.layers.Layer):
         return self.h3(concat(h, y))
 
 
-def generator_class(arch, y_dim):
+def folder_conditioning(conditioning, y_dim, height, width):
+    """The conditioning (run.CONDITIONINGS) a labelled folder's networks get: the MNIST networks below 32 pixels a
+    side, whatever was asked (the folder networks' smallest maps would be 2x2 there); as asked above."""
+    return "mnist" if y_dim and min(height, width) < 32 else conditioning
+
+
+def generator_class(arch, y_dim, conditioning="mnist"):
     if arch == "dcgan":
-        return ConditionalGenerator if y_dim else UnconditionalGenerator
+        return ConditionalGenerator if y_dim and conditioning == "mnist" else FolderGenerator
     return {"mlp": MLPGenerator, "cs231n": CS231NGenerator, "curves": MLPGenerator}[arch]
 
 
@@ -252,15 +279,18 @@ def unconditional_layers(height, width, smallest=4, most=5):
 
 
 def networks(arch, output_height, output_width, c_dim, y_dim, gf_dim, df_dim, gfc_dim, dfc_dim, spectral_norm,
-             layers=4, projection=False):
-    """(generator, discriminator) of --arch, conditional when y_dim > 0; only dcgan has the width flags,
-    and its unconditional networks the number of stride-2 layers; projection: mlp's D has the class term."""
-    if arch == "dcgan" and y_dim:
+             layers=4, projection=False, conditioning="mnist"):
+    """(generator, discriminator) of --arch, conditional when y_dim > 0; only dcgan has the width flags, its
+    folder networks the number of stride-2 layers and, with classes, a conditioning (run.CONDITIONINGS:
+    'mnist' gives the MNIST branch's networks); projection: mlp's D has the class term."""
+    if arch == "dcgan" and y_dim and conditioning == "mnist":
         return (ConditionalGenerator(output_height, output_width, c_dim, y_dim, gf_dim, gfc_dim, name="generator"),
                 ConditionalDiscriminator(c_dim, y_dim, df_dim, dfc_dim, spectral_norm, name="discriminator"))
     if arch == "dcgan":
-        return (UnconditionalGenerator(output_height, output_width, c_dim, gf_dim, layers, name="generator"),
-                UnconditionalDiscriminator(df_dim, spectral_norm, layers, name="discriminator"))
+        return (FolderGenerator(output_height, output_width, c_dim, gf_dim, layers, y_dim, conditioning,
+                                name="generator"),
+                FolderDiscriminator(df_dim, spectral_norm, layers, y_dim, conditioning, (output_height, output_width),
+                                    name="discriminator"))
     if arch == "curves":
         return (MLPGenerator(output_height, output_width, c_dim, name="generator", **CURVES_G),
                 MLPDiscriminator(spectral_norm, name="discriminator", **CURVES_D))
@@ -302,12 +332,16 @@ def global_mean(values):
     return tf.reduce_mean(values) / replica()[0]
 
 
-def adversarial_loss(loss, scores, target):
-    """Mean loss of D's raw scores against the target 1 (real) or 0 (fake), over the global batch.
+def adversarial_loss(loss, scores, target, generator=False):
+    """Mean loss of D's raw scores against the target 1 (real) or 0 (fake), over the global batch; generator:
+    G's loss (target 1).
 
     gan: sigmoid cross-entropy (the original's; G's loss against 1 is the non-saturating one).
-    lsgan: least squares, half the mean squared distance (Mao et al. 2017, CS231N's ls_*_loss)."""
+    lsgan: least squares, half the mean squared distance (Mao et al. 2017, CS231N's ls_*_loss).
+    hinge: D's max(0, 1 - score) for real and max(0, 1 + score) for fake, G's -score (Lim & Ye 2017, SN-GAN's)."""
     scores = tf.cast(scores, tf.float32)  # 16-bit scores would lose the loss's small differences
+    if loss == "hinge":
+        return global_mean(-scores) if generator else global_mean(tf.nn.relu(1.0 - (2.0 * target - 1.0) * scores))
     if loss == "lsgan":
         return 0.5 * global_mean(tf.square(scores - target))
     labels = tf.fill(tf.shape(scores), target)
@@ -382,14 +416,14 @@ class DCGAN(keras.Model):
                  df_dim=64, gfc_dim=1024, dfc_dim=1024, z_dist="uniform_signed", g_steps=2, seed=0,
                  ema_decay=0.0, arch="dcgan", loss="gan", spectral_norm=False, sync_batch_norm=False,
                  precision="float32", layers=4, projection=False, unbiased_moving_variance=False, augment=False,
-                 **kwargs):
+                 conditioning="mnist", **kwargs):
         super().__init__(**kwargs)
         self.y_dim, self.z_dim, self.z_dist, self.g_steps, self.loss = y_dim, z_dim, z_dist, g_steps, loss
         self.seed, self.precision, self.augment = seed, precision, augment
         with dtype_policy(precision):
             self.generator, self.discriminator = networks(arch, output_height, output_width, c_dim, y_dim, gf_dim,
                                                           df_dim, gfc_dim, dfc_dim, spectral_norm, layers,
-                                                          projection)
+                                                          projection, conditioning)
         for layer in self._flatten_layers():  # switches read at call time, the same weights either way
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.synchronized = sync_batch_norm
@@ -501,7 +535,7 @@ class DCGAN(keras.Model):
         self.apply_gradients(self.d_updater, tape, d_loss, self.discriminator)
         if self.d_updater is not self.d_optimizer:  # a skipped (overflowed) update is a step all the same
             self.step.assign(step)
-        # D(x) and D(G(z)) as logged: probabilities for gan, the raw scores (targets 1 and 0) for lsgan.
+        # D(x) and D(G(z)) as logged: probabilities for gan, the raw scores for lsgan (targets 1 and 0) and hinge.
         shown = tf.sigmoid if self.loss == "gan" else tf.identity
         real_scores, fake_scores = tf.cast(real_scores, tf.float32), tf.cast(fake_scores, tf.float32)
         return {"d_loss": d_loss, "d_loss_real": d_loss_real, "d_loss_fake": d_loss_fake,
@@ -520,7 +554,7 @@ class DCGAN(keras.Model):
         d = self.discriminator
         scores, _ = d.stateless_call(d.trainable_variables, d.non_trainable_variables, self.d_view(fake, salt), y,
                                      training=True)
-        return adversarial_loss(self.loss, scores, 1.0)
+        return adversarial_loss(self.loss, scores, 1.0, generator=True)
 
     @staticmethod
     def apply_gradients(optimizer, tape, loss, network):
@@ -544,7 +578,8 @@ def build_dcgan(config, strategy=None, precision="float32", learning_rate=0.0002
                       ema_decay=config["ema_decay"], arch=config["arch"], loss=config["loss"],
                       spectral_norm=config["spectral_norm"], sync_batch_norm=sync_batch_norm, precision=precision,
                       layers=config.get("layers") or 4, projection=config.get("projection", False),
-                      unbiased_moving_variance=config.get("moving_variance") == "unbiased", augment=augment)
+                      unbiased_moving_variance=config.get("moving_variance") == "unbiased", augment=augment,
+                      conditioning=config.get("conditioning", "mnist"))
         # epsilon 1e-8 is TF1's AdamOptimizer default, which the original used (Keras' is 1e-7).
         d_rate = learning_rate if d_learning_rate is None else d_learning_rate  # a two time-scale rule when they differ
         dcgan.compile(d_optimizer=FusedAdam(d_rate, beta_1=beta1, epsilon=1e-8),

@@ -307,6 +307,26 @@ class BatchNorm(layers.BatchNormalization):
         return outputs
 
 
+class ClassBatchNorm(keras.layers.Layer):
+    """Class-conditional batch norm (de Vries et al. 2017; SN-GAN's and BigGAN's G): batch norm without a scale
+    and offset of its own, then the scale and offset of each picture's class."""
+
+    def __init__(self, num_classes, **kwargs):
+        super().__init__(**kwargs)
+        self.num_classes = num_classes
+        self.norm = BatchNorm(momentum=0.9, epsilon=1e-5, center=False, scale=False, name="norm")
+
+    def build(self, input_shape):
+        self.gamma = self.add_weight(shape=(self.num_classes, input_shape[-1]), initializer="ones", name="gamma")
+        self.beta = self.add_weight(shape=(self.num_classes, input_shape[-1]), initializer="zeros", name="beta")
+
+    def call(self, x, y, training=False):
+        h = self.norm(x, training=training)
+        y = ops.cast(y, h.dtype)
+        scale, offset = ops.matmul(y, ops.cast(self.gamma, h.dtype)), ops.matmul(y, ops.cast(self.beta, h.dtype))
+        return h * scale[:, None, None, :] + offset[:, None, None, :]
+
+
 def lrelu(x, leak=0.2):
     return ops.leaky_relu(x, negative_slope=leak)
 
@@ -321,7 +341,7 @@ def conv_out_size_same(size, stride=2):
     return -(-size // stride)
 
 
-def deconv_to(height, width, filters, name):
+def deconv_to(height, width, filters, name, labels=0):
     """A 5x5 stride-2 deconvolution to height x width from conv_out_size_same of each: output padding
     0 for an odd size, 1 for an even one, as TF1's conv2d_transpose with that output shape did."""
-    return deconv2d(filters, name, output_padding=(1 - height % 2, 1 - width % 2))
+    return deconv2d(filters, name, output_padding=(1 - height % 2, 1 - width % 2), labels=labels)

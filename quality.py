@@ -39,12 +39,19 @@ FIGURES = (("accuracy", "class accuracy %", 100, "{:.2f}"), ("fid", "FID", 1, "{
            ("precision", "precision", 1, "{:.3f}"), ("recall", "recall", 1, "{:.3f}"),
            ("density", "density", 1, "{:.3f}"), ("coverage", "coverage", 1, "{:.3f}"),
            ("min_class_recall", "lowest class recall", 1, "{:.3f}"), ("kid", "KID", 1, "{:.4f}"),
-           ("class_tv", "class mix TV", 1, "{:.3f}"))
+           ("class_tv", "class mix TV", 1, "{:.3f}"), ("copies", "copies %", 100, "{:.1f}"))
 
 flags.DEFINE_string("data_dir", "./data", "Folder that holds mnist/ (or --dataset).")
 flags.DEFINE_string("dataset", "mnist", "mnist, or a picture folder in --data_dir (main.py's --dataset).")
 flags.DEFINE_string("input_fname_pattern", "*.jpg", "A picture folder's files (main.py's flag).")
 flags.DEFINE_string("eval_folder", "", "A picture folder's labelled folder, whose classifier scores it (main.py's flag).")
+flags.DEFINE_string("judge", "", "The features a picture folder's runs are scored in (main.py's flag).")
+flags.DEFINE_boolean("yardstick", False, "Instead of training, score picture sets whose ranking a person knows against "
+                     "--eval_folder (or --dataset) in --judge's features, to show the judge ranks them so: the folder's "
+                     "own pictures, --other_artist's, blurred, colour-shifted, noise, 64 repeated, copies.")
+flags.DEFINE_string("other_artist", "", "With --yardstick: a folder of another artist's pictures of the same subjects "
+                    "(those whose file names match the judged pictures', if any do).")
+flags.DEFINE_integer("size", 64, "With --yardstick: the size the pictures are judged at (the run's).", lower_bound=8)
 flags.DEFINE_string("precision", "float32", "main.py's --precision for training (sampling stays float32).")
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds to train with.")
 flags.DEFINE_list("recipes", ["defaults", "original"], f"Recipes to compare, from {', '.join(RECIPES)}.")
@@ -54,8 +61,8 @@ FLAGS = flags.FLAGS
 
 
 def main_py(*args):
-    folder = [f"--input_fname_pattern={FLAGS.input_fname_pattern}", f"--eval_folder={FLAGS.eval_folder}"] \
-        if FLAGS.dataset != "mnist" else []
+    folder = [f"--input_fname_pattern={FLAGS.input_fname_pattern}", f"--eval_folder={FLAGS.eval_folder}",
+              f"--judge={FLAGS.judge}"] if FLAGS.dataset != "mnist" else []
     command = [sys.executable, os.path.join(ROOT, "main.py"), f"--dataset={FLAGS.dataset}",
                f"--data_dir={FLAGS.data_dir}", *folder, *args]
     print(f"== {' '.join(command[1:])}", flush=True)
@@ -105,15 +112,48 @@ def table(results):
     return "\n".join(rows)
 
 
+def yardstick_table():
+    """Markdown: folder_eval.yardstick's picture sets, a row each, every figure beside real-vs-real's."""
+    import folder_eval
+    from data import list_image_folder, read_images
+    folder = folder_eval.labelled_folder_path(FLAGS.data_dir, FLAGS.eval_folder) if FLAGS.eval_folder else \
+        os.path.join(FLAGS.data_dir, FLAGS.dataset)
+    judgement = folder_eval.load_judgement(folder, (FLAGS.size, FLAGS.size), 3, os.path.join("checkpoints", "classifier"),
+                                           FLAGS.judge, pattern=None if FLAGS.eval_folder else FLAGS.input_fname_pattern)
+    other = None
+    if FLAGS.other_artist:
+        paths = list_image_folder(FLAGS.other_artist, None)[0]
+        names = {os.path.basename(p).lower() for p in judgement.paths}
+        paths = [p for p in paths if os.path.basename(p).lower() in names] or paths
+        other = read_images(paths, (FLAGS.size, FLAGS.size), channels=3)[0]
+    real = judgement.real
+    rows = [f"Judged in {judgement.judge.key}, against {len(judgement.reference)} pictures of {folder} at "
+            f"{FLAGS.size}x{FLAGS.size}; each set as large as the floor ({len(judgement.floor)})"
+            + (f", another artist's {len(other)} pictures" if other is not None else "") + ".\n",
+            "| pictures | FID | KID | precision (share of real's) | recall (share of real's) | density | coverage | "
+            "copies % | class mix TV |", "|" + " --- |" * 9]
+    for what, figures in folder_eval.yardstick(judgement, other):
+        rows.append(f"| {what} | {figures['fid']:.2f} | {figures['kid']:.4f} | {figures['precision']:.3f} "
+                    f"({figures['precision'] / real['precision']:.2f}) | {figures['recall']:.3f} "
+                    f"({figures['recall'] / real['recall']:.2f}) | {figures['density']:.3f} | {figures['coverage']:.3f} | "
+                    f"{100 * figures['copies']:.1f} | {figures.get('class_tv', float('nan')):.3f} |")
+    return "\n".join(rows)
+
+
 def main(argv):
     del argv
+    if FLAGS.yardstick:
+        return write_table(yardstick_table())
     unknown = set(FLAGS.recipes) - set(RECIPES)
     if unknown:
         raise SystemExit(f"Error: unknown recipe {', '.join(sorted(unknown))}: use some of {', '.join(RECIPES)}")
     results = {RECIPES[key][0]: (" ".join(RECIPES[key][1] + RECIPES[key][2]),
                                  [{**train_and_evaluate(key, int(seed)), "seed": int(seed)} for seed in FLAGS.seeds])
                for key in FLAGS.recipes}
-    text = table(results)
+    write_table(table(results))
+
+
+def write_table(text):
     print(text)
     os.makedirs(os.path.dirname(FLAGS.out) or ".", exist_ok=True)
     with open(FLAGS.out, "w") as f:

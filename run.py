@@ -23,11 +23,11 @@ from utils import DCGANError, absl_errors_only, digit_names, first_line, save_js
 SETTINGS = ("dataset", "batch_size", "train_size", "output_height", "output_width", "z_dim", "z_dist", "c_dim",
             "y_dim", "gf_dim", "df_dim", "gfc_dim", "dfc_dim", "ema_decay", "seed", "arch", "loss", "spectral_norm",
             "input_fname_pattern", "crop", "input_height", "input_width", "layers", "recipe", "projection",
-            "moving_variance")
+            "moving_variance", "conditioning", "balance_classes")
 # What runs saved before these settings existed were trained with.
 DEFAULTS = {"arch": "dcgan", "loss": "gan", "spectral_norm": False, "input_fname_pattern": None, "crop": False,
             "input_height": None, "input_width": None, "layers": 4, "recipe": "original", "projection": False,
-            "moving_variance": "biased"}
+            "moving_variance": "biased", "conditioning": "mnist", "balance_classes": False}
 # Settings a run's config.json may hold as null: all the data, and an MNIST run's image-folder settings.
 UNSET = ("train_size", "input_fname_pattern", "input_height", "input_width", "layers")
 
@@ -43,6 +43,14 @@ ORIGINAL_RECIPE = {"learning_rate": 0.0002, "d_learning_rate": None, "beta1": 0.
 # learning twice as fast as G (d_speedup; the two time-scale rule), which lowered FID and raised recall
 # most of all (docs/quality.md, three seeds).
 RECIPES = {"original": {}, "best": {"g_steps": 1, "batch_size": 32, "d_speedup": 2}}
+
+
+# How a labelled folder's networks take the class: the folder networks with class-conditional batch norm in G
+# and a projection term in D (Miyato & Koyama 2018), or with the one-hot label joined to every layer's input (the
+# original's way, from its MNIST networks); or the MNIST networks themselves.
+# model.folder_conditioning gives pictures under 32 pixels a side the MNIST networks, whatever was asked.
+CONDITIONINGS = ("projection", "concat", "mnist")
+DEFAULT_CONDITIONING = "projection"
 
 
 def variant_recipe(arch, loss):

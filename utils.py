@@ -62,6 +62,36 @@ class DCGANError(Exception):
     """A problem the user can fix; main.py prints it as one line instead of a traceback."""
 
 
+def exit_in_one_line(work, disk, memory):
+    """Runs work(); a stop asked for, a problem the user can fix, a full disk or a shortage of memory ends the
+    process with one line (disk and memory: the advice for those) and its exit code, anything else as Python
+    would. Nothing is left half written: files are published only when complete."""
+    from absl import logging
+    try:
+        work()
+    except Stopped as e:
+        print(f"Stopped: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        # Outside the training loop (loading, sampling, evaluating, exporting, the end-of-training figures).
+        print("Stopped: interrupted. Nothing is left half written (files are published only when complete); "
+              "checkpoints already written are kept.", file=sys.stderr)
+        sys.exit(130)
+    except Exception as e:
+        kept = "checkpoints already written are kept"
+        if disk_full(e):
+            message = f"{first_line(e)}. The disk is full: free some space, or {disk}; {kept}"
+        elif isinstance(e, (DCGANError, OSError)):
+            message = e
+        elif memory_shortage(e) is not None:
+            message = f"out of memory ({memory_shortage(e)}): {memory}; {kept}"
+        else:
+            raise
+        print(f"Error: {message}", file=sys.stderr)
+        logging.set_verbosity(logging.ERROR)  # the last line: not followed by TF's notes on unrestored values at exit
+        sys.exit(getattr(e, "exit_code", 1))
+
+
 @contextlib.contextmanager
 def absl_errors_only():
     """Within the block, absl's log (TensorFlow's and tfds' Python-side notes) shows errors only."""

@@ -120,3 +120,17 @@ def test_batches_resumed_at_a_step_continue_the_same_stream():
         resumed = [ids(b) for b in batches(images, labels, 7 - start, seed=5, start_step=start)]
         assert resumed == full[start:]
     assert [ids(b) for b in batches(images, labels, 7, seed=6)] != full
+
+
+def test_balanced_batches_draw_every_class_as_often_and_resume_the_same():
+    labels = np.array([0] * 90 + [1] * 8 + [2] * 2)
+    images = np.arange(100, dtype=np.uint8).reshape(100, 1, 1, 1)  # each picture's value is its index
+    stream = data.shuffled_batches(images, labels, 10, 3, seed=4, balanced=True)
+    drawn = [batch for _, batch in zip(range(60), stream)]
+    classes = np.concatenate([y.numpy().argmax(1) for _, y in drawn])
+    assert np.all(np.abs(np.bincount(classes) / len(classes) - 1 / 3) < 0.05)  # as drawn: 0.9, 0.08, 0.02
+    for x, y in drawn[:5]:  # each picture comes with its own label
+        index = np.rint(x.numpy().ravel() * 255).astype(int)
+        np.testing.assert_array_equal(labels[index], y.numpy().argmax(1))
+    resumed = data.shuffled_batches(images, labels, 10, 3, seed=4, start_step=23, balanced=True)
+    np.testing.assert_array_equal(next(iter(resumed))[0].numpy(), drawn[23][0].numpy())

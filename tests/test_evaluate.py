@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 
 import evaluate
+import folder_eval
+import judge
 from conftest import bar_digits
 
 # Its module-scoped fixtures are costly: the whole file runs on one xdist worker.
@@ -104,26 +106,33 @@ def colour_folder(n, seed=0):
     return (rng.uniform(0, 1, (n, 1, 1, 3)) * rng.uniform(0.5, 1, (n, 16, 16, 1)) * 255).astype(np.uint8)
 
 
-def test_colour_figures_of_a_folder_against_itself_and_its_negative():
-    def features(images):  # each quadrant's mean colour: a space where the answers are plain
+class QuadrantJudge:
+    """Each quadrant's mean colour: a feature space where the answers are plain."""
+    key = "quadrant colours"
+
+    @staticmethod
+    def features(images):
         x = np.asarray(images, np.float64) / 255
         return np.concatenate([x[:, i::2, j::2].mean((1, 2)) for i in (0, 1) for j in (0, 1)], axis=1)
-    folder = colour_folder(600)
-    alike = evaluate.colour_quality(features, folder[:200], folder[200:400], folder[400:])
-    negative = evaluate.colour_quality(features, 255 - folder[:200], folder[200:400], folder[400:])
-    assert alike["fid"] < 0.05 and abs(alike["kid"]) < 0.01 and alike["real"]["fid"] < 0.05
-    assert negative["fid"] > 20 * max(alike["fid"], alike["real"]["fid"]) and negative["kid"] > 0.05
+
+
+def test_colour_figures_of_a_folder_against_itself_and_its_negative():
+    judgement = folder_eval.FolderJudgement(colour_folder(400), QuadrantJudge())
+    alike, negative = judgement.figures(colour_folder(200, seed=1)), judgement.figures(255 - colour_folder(200, seed=1))
+    assert alike["fid"] < 0.05 and abs(alike["kid"]) < 0.01 and judgement.real["fid"] < 0.05
+    assert negative["fid"] > 20 * max(alike["fid"], judgement.real["fid"]) and negative["kid"] > 0.05
 
 
 @pytest.mark.full
-def test_inception_features_plumbing_untrained():
+def test_inception_features_plumbing_untrained(monkeypatch):
     """InceptionV3 at its smallest size and untrained (weights=None; figures from such features are
-    never reported): the shapes, and the pieces connect."""
+    never reported): the shapes, and the pieces connect as --judge inception connects them."""
     features = evaluate.inception_features(weights=None, size=75)
     images = colour_folder(20)
     assert features(images).shape == (20, 2048) and np.isfinite(features(images)).all()
-    result = evaluate.colour_quality(features, images[:10], images[:10], images[10:])
-    assert result["fid"] < 1e-6 and result["samples"] == result["real_samples"] == 10 and "kid" in result["real"]
+    monkeypatch.setattr(evaluate, "inception_features", lambda: features)
+    judgement = folder_eval.FolderJudgement(images, judge.InceptionJudge())
+    assert judgement.figures(images[judgement.reference])["fid"] < 1e-6 and "kid" in judgement.real
 
 
 @pytest.mark.full

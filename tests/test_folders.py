@@ -39,6 +39,39 @@ def test_full_size_unconditional_layer_shapes_match_the_original():
     assert dcgan.discriminator(images, None).shape == (3, 1)
 
 
+def shapes_of(network):
+    return {w.path.split("/", 1)[1]: tuple(w.shape) for w in network.weights}
+
+
+def test_a_labelled_folders_networks_are_the_folder_networks_taking_the_class_one_way_or_the_other():
+    plain = DCGAN(y_dim=0, output_height=64, output_width=64, c_dim=3)
+    projection = DCGAN(y_dim=10, output_height=64, output_width=64, c_dim=3, conditioning="projection")
+    concat = DCGAN(y_dim=10, output_height=64, output_width=64, c_dim=3, conditioning="concat")
+    g, d = shapes_of(projection.generator), shapes_of(projection.discriminator)
+    # The original's 64x64 widths; each batch norm of G a scale and offset per class, D a class embedding.
+    assert g["g_h0_lin/kernel"] == (100, 512 * 4 * 4) and g["g_h4/kernel"] == (5, 5, 3, 64)
+    assert g["g_bn1/gamma"] == g["g_bn1/beta"] == (10, 256) and "g_bn1/norm/gamma" not in g
+    assert d["d_embed/kernel"] == (10, 512 * 4 * 4) and d["d_h3_conv/kernel"] == (5, 5, 256, 512)
+    assert {k: v for k, v in d.items() if "embed" not in k} == shapes_of(plain.discriminator)
+    # The original's way: the one-hot label joined to z and to every layer's input.
+    g, d = shapes_of(concat.generator), shapes_of(concat.discriminator)
+    assert g["g_h0_lin/kernel"] == (110, 512 * 4 * 4) and g["g_h1/kernel"] == (5, 5, 256, 512 + 10)
+    assert d["d_h0_conv/kernel"] == (5, 5, 3 + 10, 64) and d["d_h4_lin/kernel"] == (512 * 4 * 4 + 10, 1)
+    z, labels = tf.tile(projection.sample_z(1), (2, 1)), tf.constant([0, 7])
+    images = concat.sample(z, labels).numpy()  # untrained, its pictures already depend on their class
+    assert images.shape == (2, 64, 64, 3) and np.abs(images[0] - images[1]).max() > 1e-3
+    before = projection.sample(z, labels).numpy()  # every class starts from batch norm's plain scale and offset
+    np.testing.assert_array_equal(before[0], before[1])
+    beta = projection.generator.bns[-1].beta
+    beta.assign(tf.tensor_scatter_nd_update(beta, [[7]], tf.ones((1, beta.shape[1]))))  # class 7's own offset
+    after = projection.sample(z, labels).numpy()
+    np.testing.assert_array_equal(after[0], before[0])
+    assert np.abs(after[1] - before[1]).max() > 1e-3
+    import model
+    assert model.folder_conditioning("projection", 10, 28, 28) == "mnist"  # the MNIST networks below 32 pixels
+    assert model.folder_conditioning("concat", 10, 32, 48) == "concat" == model.folder_conditioning("concat", 0, 8, 8)
+
+
 @pytest.mark.parametrize("height, width", [(28, 28), (48, 48), (108, 108), (30, 45), (32, 32)])
 def test_any_output_size_halves_rounding_up_as_the_original(height, width):
     dcgan = DCGAN(y_dim=0, z_dim=4, output_height=height, output_width=width, c_dim=1, gf_dim=2, df_dim=2)
@@ -224,7 +257,7 @@ def test_a_resumed_run_says_when_the_folders_files_changed(tmp_path, capsys):
     pictures(tmp_path / "pics", [f"{i}.jpg" for i in range(4)])
     config = {"dataset": "pics", "train_size": None, "batch_size": 2, "seed": 0, "input_fname_pattern": "*.jpg",
               "class_names": None, "c_dim": None, "arch": "dcgan", "output_height": 8, "output_width": 8,
-              "crop": False, "input_height": None, "input_width": None}
+              "crop": False, "input_height": None, "input_width": None, "conditioning": "projection"}
     data.load_training_data(config, str(tmp_path))
     assert config["files"]["count"] == 4 and "Warning" not in capsys.readouterr().err
     data.load_training_data(config, str(tmp_path))  # the same files: nothing said
@@ -283,13 +316,21 @@ def test_unconditional_64x64_trains_resumes_generates_exports_and_visualizes(tmp
     assert exported.y_dim == 0 and exported.step == 6
     rc, out = run_main(["--dataset=shapes", "--batch_size=8", "--generate", "--labels=1"], tmp_path)
     assert rc == 1 and "this model is unconditional" in error_lines(out)[0], out
-    # Without InceptionV3's weights and offline (a proxy that refuses, whatever this machine's network): one line.
-    rc, out = run_main(["--dataset=shapes", "--batch_size=8", "--eval"], tmp_path,
-                       env={"KERAS_HOME": str(tmp_path / "keras"), "HTTPS_PROXY": "http://127.0.0.1:9"})
+    # Scored offline by the shipped judge, against the folder's own pictures, as many as its floor (12).
+    rc, out = run_main(["--dataset=shapes", "--batch_size=8", "--eval"], tmp_path)
+    assert rc == 0 and ("12 generated pictures against 12 real ones, in the features of the judge openmoji (judge-v1, "
+                        "trained on openmoji-subgroups)") in out, out
+    figures = json.loads((tmp_path / "samples" / run / "eval.json").read_text())
+    assert figures["step"] == 6 and {"fid", "recall", "copies"} <= set(figures) and "accuracy" not in figures
+    assert (tmp_path / "samples" / run / "copies.png").exists()
+    # InceptionV3's features without its weights and offline (a proxy that refuses, whatever this machine's
+    # network): one line.
+    rc, out = run_main(["--dataset=shapes", "--batch_size=8", "--eval", "--judge=inception", "--sample_dir=inception"],
+                       tmp_path, env={"KERAS_HOME": str(tmp_path / "keras"), "HTTPS_PROXY": "http://127.0.0.1:9"})
     assert rc == 1 and error_lines(out)[-1].startswith(
         f"Error: cannot score colour images: InceptionV3's ImageNet weights are not in {tmp_path / 'keras' / 'models'} "
         "and could not be downloaded (URL fetch failure"), out
-    assert "Traceback" not in out and not (tmp_path / "samples" / run / "eval.json").exists()
+    assert "Traceback" not in out and not (tmp_path / "inception" / run / "eval.json").exists()
 
 
 @pytest.mark.parametrize("y_dim", [0, 3])
@@ -325,8 +366,10 @@ def test_a_labelled_folder_trains_the_conditional_model_at_32x32_and_generates_b
     assert rc == 0, out
     config = json.loads((tmp_path / "checkpoints" / run / "config.json").read_text())
     assert config["y_dim"] == 2 and config["class_names"] == ["disc", "square"] and config["c_dim"] == 3
-    # Scored while training by the folder's own classifier; the step of the lowest FID kept apart.
-    assert "classifier of data/shapes reads" in out and " | acc " in out and " mix TV " in out, out
+    # Scored while training in the judge's features, class accuracy by the folder's own classifier; the step of
+    # the lowest FID kept apart.
+    assert "Judging against 24 pictures of data/shapes in the judge openmoji" in out, out
+    assert "the folder's own classifier reads" in out and " | acc " in out and " mix TV " in out, out
     best = json.loads((tmp_path / "checkpoints" / run / "best" / "best.json").read_text())
     assert best["step"] in (2, 3) and (tmp_path / "checkpoints" / run / "best" / f"ckpt-{best['step']}.index").exists()
     rc, out = run_main([*args, "--eval", "--step=best"], tmp_path)
@@ -378,6 +421,47 @@ def test_the_unconditional_model_learns_every_digit_of_a_folder_at_32x32():
     # for seed 0 under ONEDNN_MAX_CPU_ISA=AVX2 / TF_ENABLE_ONEDNN_OPTS=0 (Intel Xeon).
     shares = unconditional_digit_shares(os.environ["DCGAN_TEST_DATA_DIR"], unconditional_layers(32, 32))
     assert shares.min() >= 0.015, shares
+
+
+COLOURS = np.array([[220, 30, 30], [30, 200, 30], [30, 30, 220]], np.uint8)
+
+
+def colour_classes(n, size=64, seed=0):
+    """n pictures of a disc on white, class k's disc in colour k (red, green, blue), at random places and sizes."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % len(COLOURS)
+    images = np.full((n, size, size, 3), 255, np.uint8)
+    yy, xx = np.mgrid[:size, :size]
+    for image, k in zip(images, labels):
+        cy, cx, r = size / 2 + rng.uniform(-6, 6), size / 2 + rng.uniform(-6, 6), rng.uniform(10, 18)
+        image[np.hypot(yy - cy, xx - cx) < r] = COLOURS[k]
+    return images, labels
+
+
+@pytest.mark.learning
+@pytest.mark.slow
+@pytest.mark.parametrize("conditioning", ["projection", "concat"])
+def test_the_conditional_folder_model_draws_each_class_in_its_colour_at_64x64(conditioning):
+    from data import shuffled_batches
+    from model import build_dcgan
+    images, labels = colour_classes(192)
+    config = dict(y_dim=3, z_dim=16, output_height=64, output_width=64, c_dim=3, gf_dim=8, df_dim=8, gfc_dim=32,
+                  dfc_dim=32, z_dist="uniform_signed", ema_decay=0.0, seed=0, arch="dcgan", loss="gan",
+                  spectral_norm=False, layers=4, conditioning=conditioning)
+    dcgan = build_dcgan(config, g_steps=1, learning_rate=1e-3)
+    step = tf.function(dcgan.train_step, autograph=False)
+    batches = iter(shuffled_batches(images, labels, 32, 3, seed=0))
+    for _ in range(STEPS_TO_COLOUR):
+        step(next(batches))
+    z = dcgan.sample_z(60, key=99)
+    # The mean colour of the pictures' centres, a row per class asked: its own channel well above the others.
+    centres = np.stack([dcgan.sample(z, tf.fill([60], k)).numpy()[:, 24:40, 24:40].reshape(-1, 3).mean(0)
+                        for k in range(3)])
+    margins = [centres[k, k] - np.delete(centres[k], k).max() for k in range(3)]
+    assert min(margins) > 0.15, centres.round(2)
+
+
+STEPS_TO_COLOUR = 400  # measured: docs/tests.md
 
 
 def bar_pictures(n, seed):
