@@ -153,9 +153,8 @@ def training_step(dcgan):
     batch = [tf.random.uniform((n, *input_shapes(dcgan)[0]))]
     if dcgan.y_dim:
         batch.append(tf.one_hot(tf.random.uniform((n,), 0, dcgan.y_dim, tf.int32), dcgan.y_dim))
-    batches, step = distribute.distributed_step(tf.distribute.get_strategy(), dcgan.train_step,
-                                                tf.data.Dataset.from_tensors(tuple(batch) if dcgan.y_dim else batch[0])
-                                                .repeat())
+    one = tf.data.Dataset.from_tensors(tuple(batch) if dcgan.y_dim else batch[0]).repeat()
+    batches, step = distribute.distributed_step(tf.distribute.get_strategy(), dcgan.train_step, lambda share: one, n)
     return lambda: float(step(next(batches), 0)[0]["d_loss"])
 
 

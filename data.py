@@ -7,6 +7,7 @@ tf.data stream of batches the training loop reads.
 """
 import collections
 import concurrent.futures
+import functools
 import glob
 import gzip
 import hashlib
@@ -152,11 +153,13 @@ def load_labelled_images(dataset, data_dir, download=True):
             np.concatenate([splits["train"][1], splits["test"][1]]))
 
 
-def shuffled_batches(images, labels, batch_size, num_classes, seed, start_step=0, balanced=False):
+def shuffled_batches(images, labels, batch_size, num_classes, seed, start_step=0, balanced=False, share=(0, 1)):
     """Endless tf.data stream of (x in [0,1] [B,H,W,C], one-hot y) batches, reshuffled each epoch;
-    batches of x alone when labels is None. images: uint8 [N,H,W,C], or float32 taken as they are.
+    batches of x alone when labels is None. images: uint8 [N,H,W,C] (an array, or a cache.PictureFile read a
+    batch at a time), or float32 taken as they are.
     balanced: an epoch's N pictures are drawn a class at a time, every class as often, a picture of it at random
-    (a small class's pictures come back within the epoch, a large one's wait for later epochs).
+    (a small class's pictures come back within the epoch, a large one's wait for later epochs). share (i, n):
+    the i-th of n equal parts of every batch, read alone (a worker's share of the global batch).
 
     The order of epoch e depends only on (seed, e), so a run resumed at start_step sees exactly
     the batches it would have seen had it never stopped.
@@ -167,7 +170,13 @@ def shuffled_batches(images, labels, batch_size, num_classes, seed, start_step=0
     by_class = np.argsort(labels, kind="stable") if balanced else None
     counts = np.bincount(labels) if balanced else None
     present = np.flatnonzero(counts) if balanced else None
-    images = tf.constant(images)
+    if isinstance(images, np.ndarray):
+        pictures_at = functools.partial(tf.gather, tf.constant(images))
+    else:
+        def pictures_at(index):
+            return tf.ensure_shape(tf.numpy_function(images.take, [index], tf.uint8, stateful=False),
+                                   [index.shape[0], *images.shape[1:]])
+    scale = 1.0 / 255.0 if images.dtype == np.uint8 else 1.0  # float data (the curves) as it is
     labels = None if labels is None else tf.constant(labels, tf.int32)
 
     def epoch_order(epoch):
@@ -180,12 +189,12 @@ def shuffled_batches(images, labels, batch_size, num_classes, seed, start_step=0
             order = tf.gather(by_class, position)
         else:
             order = tf.argsort(tf.random.stateless_uniform([n], seed=key))
-        return tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder=True)
-
-    scale = 1.0 / 255.0 if images.dtype == tf.uint8 else 1.0  # float data (the curves) as it is
+        part = batch_size // share[1]
+        return (tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder=True)
+                .map(lambda index: index[share[0] * part:(share[0] + 1) * part]))
 
     def gather(index):
-        x = tf.cast(tf.gather(images, index), tf.float32) * scale
+        x = tf.cast(pictures_at(index), tf.float32) * scale
         return x if labels is None else (x, tf.one_hot(tf.gather(labels, index), num_classes))
 
     first_epoch = start_step // steps_per_epoch
@@ -321,29 +330,39 @@ def read_images(paths, size, crop=None, channels=None, workers=None):
     that names them. channels 1 or 3; None: 1 if every file is grayscale, else 3."""
     check_memory(len(paths) * size[0] * size[1] * 3, f"{len(paths)} images of {size[1]}x{size[0]} need",
                  "use fewer (--train_size) or smaller (--output_height) images", DataError)
-    images, gray, kept, skipped = np.empty((len(paths), *size, 3), np.uint8), [], [], []
-    progress = Progress(len(paths), warmup=False)
+    images, gray, kept = np.empty((len(paths), *size, 3), np.uint8), [], []
+    for i, picture, is_gray in decoded(paths, size, crop, "images read", workers):
+        images[len(kept)] = picture
+        gray.append(is_gray)
+        kept.append(i)
+    channels = channels or (1 if all(gray) else 3)
+    images = images[:len(kept)]
+    return (to_grey(images) if channels == 1 else images), np.asarray(kept, np.int64)
+
+
+def decoded(paths, size, crop=None, doing="images read", workers=None, chunk=1024):
+    """Yields (index, uint8 RGB [H, W, 3], whether the file is grayscale) of each readable file of paths, in
+    order, decoded `chunk` at a time in parallel threads, with a progress line past the first chunk; then a
+    warning naming the files that could not be read."""
+    skipped, progress = [], Progress(len(paths), warmup=False)
     pool = concurrent.futures.ThreadPoolExecutor(workers or os.cpu_count())
     try:
-        results = pool.map(try_read_image, paths, [size] * len(paths), [crop] * len(paths))
-        for i, (path, result) in enumerate(zip(paths, results)):
-            if isinstance(result, str):
-                skipped.append(f"{path} ({result})")
-            else:
-                images[len(kept)], is_gray = result
-                gray.append(is_gray)
-                kept.append(i)
-            if (i + 1) % 1000 == 0:
-                progress.update(i + 1, "images read")
+        for start in range(0, len(paths), chunk):
+            part = paths[start:start + chunk]
+            for i, (path, result) in enumerate(zip(part, pool.map(try_read_image, part, [size] * len(part),
+                                                                   [crop] * len(part))), start):
+                if isinstance(result, str):
+                    skipped.append(f"{path} ({result})")
+                else:
+                    yield i, *result
+            if start:  # a folder of fewer than a chunk is read in a blink
+                progress.update(start + len(part), doing)
     finally:  # on an error (a crop that does not fit, Ctrl-C), the files not yet read are not read
         pool.shutdown(cancel_futures=True)
     progress.close()
     if skipped:
         shown = "; ".join(skipped[:3]) + (f"; and {len(skipped) - 3} more" if len(skipped) > 3 else "")
         print(f"Warning: skipped {len(skipped)} unreadable image file(s) of {len(paths)}: {shown}", file=sys.stderr)
-    channels = channels or (1 if all(gray) else 3)
-    images = images[:len(kept)]
-    return (to_grey(images) if channels == 1 else images), np.asarray(kept, np.int64)
 
 
 # ITU-R 601-2 luma, as Pillow's convert("L"): a blue picture is dark grey, not black.
@@ -387,12 +406,13 @@ def make_curves(n, seed):
 
 # ---------------------------------------------------------------- a run's training data
 
-def load_training_data(config, data_dir, download=True, limit=None):
+def load_training_data(config, data_dir, download=True, limit=None, read=None):
     """A run's training images (uint8 [N, H, W, C]; the curves float32) and labels (None when
     unconditional), in an order fixed by its seed, at most its train_size, or the first limit of them
     (then fewer than a batch is fine). config: the run's settings (run.py). download: whether an
-    MNIST-like dataset missing from data_dir may come through tensorflow-datasets. Reading a new image
-    folder settles the run's c_dim, y_dim and class_names."""
+    MNIST-like dataset missing from data_dir may come through tensorflow-datasets. read: how a folder's
+    pictures are read (read_images, or cache.reader's: then perhaps a cache.PictureFile, read a batch at a
+    time). Reading a new image folder settles the run's c_dim, y_dim and class_names."""
     count, at_least = (limit, 0) if limit else (config["train_size"], config["batch_size"])
     dataset = config["dataset"]
     if dataset == CURVES:
@@ -402,7 +422,8 @@ def load_training_data(config, data_dir, download=True, limit=None):
         order = np.random.default_rng(config["seed"]).permutation(len(images))[:count]
         images, labels = images[order, ..., None], labels[order]
     else:
-        images, labels = load_image_folder(config, os.path.join(data_dir, dataset), count, at_least)
+        images, labels = load_image_folder(config, os.path.join(data_dir, dataset), count, at_least,
+                                           read or read_images)
     check_count(len(images), at_least)
     if config.get("balance_classes") and labels is None:
         raise DCGANError(f"--balance_classes draws every class as often, and {dataset} has no classes: leave it out")
@@ -414,7 +435,7 @@ def check_count(n, at_least):
         raise DCGANError(f"{n} images are fewer than one batch of {at_least}")
 
 
-def load_image_folder(config, folder, limit, at_least):
+def load_image_folder(config, folder, limit, at_least, read):
     paths, labels, names = list_image_folder(folder, config["input_fname_pattern"])
     note_changed_files(config, folder, paths)
     if config["class_names"] is not None and (names or []) != config["class_names"]:
@@ -432,7 +453,7 @@ def load_image_folder(config, folder, limit, at_least):
     paths = [paths[i] for i in order]
     crop = (config["input_height"], config["input_width"]) if config["crop"] else None
     started = time.perf_counter()
-    images, kept = read_images(paths, (config["output_height"], config["output_width"]), crop, config["c_dim"])
+    images, kept = read(paths, (config["output_height"], config["output_width"]), crop, config["c_dim"])
     print(f"Read {len(images)} images of {folder} as {'x'.join(map(str, images.shape[1:]))} "
           f"in {time.perf_counter() - started:.1f} s")
     if config["class_names"] is None:

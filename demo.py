@@ -165,8 +165,9 @@ def build_app(model, path, max_images=400, eval_path=None, completer=None):
         gr.Markdown(f"# Draw {kind} with a{' conditional' * bool(names)} DCGAN\n" + describe(model, path, eval_path))
         with gr.Tab(kind.capitalize()):
             with gr.Row():
-                digits = gr.CheckboxGroup(choices, value=[v for _, v in choices][:first_classes], label=kind.capitalize(),
-                                          show_select_all=True, elem_id="digits", visible=bool(names))
+                digits = gr.CheckboxGroup(choices, value=[v for _, v in choices][:first_classes],
+                                          label=kind.capitalize(), show_select_all=True, elem_id="digits",
+                                          visible=bool(names))
                 n = gr.Slider(1, 16 if names else 64, value=first_n, step=1, elem_id="n",
                               label=f"Images per {'digit' if digit_model else 'class'}" if names else "Pictures")
                 seed = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=MAX_SEED, elem_id="seed")

@@ -214,15 +214,21 @@ def worker_folder(path, strategy):
     return os.path.join(path, f".worker{strategy.cluster_resolver.task_id}")
 
 
-def distributed_step(strategy, train_step, dataset):
-    """(iterator over the global batches of dataset split among the replicas, step function). The step
-    function takes a batch and this process's stop request (a signal number, 0 for none) and returns
-    the logs summed over replicas and the stop requests' sum (not 0: some worker was asked to stop), so
-    that every worker sees the same losses and stops at the same step."""
+def distributed_step(strategy, train_step, batches_of, batch_size):
+    """(iterator over the global batches of batch_size split among the replicas, step function). batches_of(share)
+    gives the dataset of the share (i, n) of every global batch, its i-th of n equal parts: each worker reads its
+    own part alone (data.shuffled_batches's share), and this machine's replicas take its consecutive slices in
+    turn, as the whole batch is split on one machine. The step function takes a batch and this process's stop
+    request (a signal number, 0 for none) and returns the logs summed over replicas and the stop requests' sum
+    (not 0: some worker was asked to stop), so that every worker sees the same losses and stops at the same step."""
     import tensorflow as tf
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    batches = iter(strategy.experimental_distribute_dataset(dataset.with_options(options)))
+    per_replica = batch_size // strategy.num_replicas_in_sync
+
+    def this_workers(context):
+        part = batches_of((context.input_pipeline_id, context.num_input_pipelines))
+        return part if per_replica * context.num_input_pipelines == batch_size else \
+            part.unbatch().batch(per_replica, drop_remainder=True)
+    batches = iter(strategy.distribute_datasets_from_function(this_workers))
 
     @tf.function(autograph=False)
     def step(batch, stop):

@@ -37,6 +37,7 @@ BATCH = 64
 NEIGHBOURS = 5  # the real pictures whose categories vote on a picture's
 ROUGH_BELOW = 500  # reference pictures under which precision and recall (k = 3) are rough
 COPY_QUANTILE = 0.05  # a copy: nearer a training picture than all but this share of real pictures are to another
+MOST_PICTURES = 20000  # of a larger folder, this many (drawn by a fixed seed) are the real pictures
 ROWS = 1000
 
 
@@ -90,6 +91,9 @@ def load_judgement(folder, size, channels, cache_dir, judge_name="", crop=None, 
         raise ValueError(f"the classes of {folder} ({', '.join(names or ['none'])}) are not the model's "
                          f"({', '.join(class_names)})")
     judge = judge_for(judge_name, paths)
+    if len(paths) > MOST_PICTURES:  # LSUN's millions: a sample of them
+        chosen = np.sort(np.random.default_rng(SPLIT_SEED).choice(len(paths), MOST_PICTURES, replace=False))
+        paths, labels = [paths[i] for i in chosen], None if labels is None else labels[chosen]
     images, kept = read_images(paths, size, crop, channels)
     paths = [paths[i] for i in kept]
     judgement = FolderJudgement(images, judge, None if labels is None else labels[kept], names, cache_dir,

@@ -5,6 +5,7 @@
     python folders.py --source emoji --data_dir ../shared/data/emoji-google --out data/emoji-categories
     python folders.py --source openmoji --data_dir ../shared/data/openmoji-128 --out data/openmoji-groups
     python folders.py --source openmoji --data_dir ../shared/data/openmoji-128 --out data/openmoji-subgroups --fine
+    python folders.py --source many --data_dir ../shared/data/emoji-google/64 --out data/many --count 1000000
 
 MNIST's split (--split train or test) is written as 28x28 PNGs: with labels, a run on it is conditional
 like --dataset mnist but has never seen the test digits (--dataset mnist trains on both splits, as the
@@ -16,11 +17,13 @@ import json
 import os
 import shutil
 
+import numpy as np
 from absl import app, flags
 
 from utils import DCGANError, first_line, save_image
 
-SOURCES = ("mnist", "emoji", "openmoji")
+SOURCES = ("mnist", "emoji", "openmoji", "many")
+PER_FOLDER = 1000  # --source many: pictures per sub-folder (a million in one folder is slow to list)
 FLAGS = flags.FLAGS
 
 
@@ -72,10 +75,52 @@ def write_mnist(images, digits, out, labels=True):
     return len(images)
 
 
-def make_folder(source, data_dir, out, split="train", labels=True, fine=False):
-    """Writes the folder (fine: the emoji sets by subcategory or subgroup); a line saying what it holds."""
+def write_many(pictures, out, count, seed=0, workers=None):
+    """count JPEGs made from the pictures (a folder's files, drawn at random): each shifted, scaled, recoloured
+    and mirrored at random at 64x64, PER_FOLDER to a sub-folder of out (out/000/000000.jpg, ...): a folder of
+    any size to train on (--input_fname_pattern '*/*.jpg'), written by processes in parallel."""
+    import concurrent.futures
+    sources = sorted(os.path.join(pictures, f) for f in os.listdir(pictures))
+    starts = range(0, count, PER_FOLDER)
+    with concurrent.futures.ProcessPoolExecutor(workers or os.cpu_count()) as pool:
+        done = 0
+        for written in pool.map(write_many_part, [sources] * len(starts), [out] * len(starts), starts,
+                                [min(PER_FOLDER, count - s) for s in starts], [seed] * len(starts), chunksize=4):
+            done += written
+            if done % 50000 < PER_FOLDER:
+                print(f"{done}/{count} pictures written", flush=True)
+    return done
+
+
+def write_many_part(sources, out, start, count, seed):
+    from PIL import Image
+    from data import read_image
+    rng = np.random.default_rng([seed, start])
+    folder = os.path.join(out, f"{start // PER_FOLDER:03d}")
+    os.makedirs(folder, exist_ok=True)
+    for i in range(start, start + count):
+        picture = Image.fromarray(read_image(sources[rng.integers(len(sources))], (64, 64))[0])
+        scale = rng.uniform(0.7, 1.1)
+        shifted = Image.new("RGB", (64, 64), tuple(int(c) for c in rng.integers(200, 256, 3)))
+        small = picture.resize((int(64 * scale), int(64 * scale)), Image.BILINEAR)
+        shifted.paste(small, tuple(int(v) for v in rng.integers(-8, 9, 2) + (64 - small.size[0]) // 2))
+        hue, saturation, value = shifted.convert("HSV").split()
+        turn = int(rng.integers(-20, 21))
+        recoloured = Image.merge("HSV", (hue.point(lambda h: (h + turn) % 256), saturation, value)).convert("RGB")
+        if rng.random() < 0.5:
+            recoloured = recoloured.transpose(Image.FLIP_LEFT_RIGHT)
+        recoloured.save(os.path.join(folder, f"{i:06d}.jpg"), quality=90)
+    return count
+
+
+def make_folder(source, data_dir, out, split="train", labels=True, fine=False, count=0):
+    """Writes the folder (fine: the emoji sets by subcategory or subgroup; many: count pictures made from
+    data_dir's); a line saying what it holds."""
     if os.path.exists(out):
         raise DCGANError(f"{out} exists already: name a new folder with --out")
+    if source == "many":
+        written = write_many(data_dir, out, count)
+        return f"Wrote {written} pictures made from {data_dir}'s to {out}/<thousand>/ (--input_fname_pattern '*/*.jpg')"
     if source == "mnist":
         from data import load_splits
         images, digits = load_splits("mnist", data_dir, download=False)[split]
@@ -92,7 +137,8 @@ def make_folder(source, data_dir, out, split="train", labels=True, fine=False):
 def main(argv):
     del argv
     try:
-        print(make_folder(FLAGS.source, FLAGS.data_dir, FLAGS.out, FLAGS.split, not FLAGS.unlabelled, FLAGS.fine))
+        print(make_folder(FLAGS.source, FLAGS.data_dir, FLAGS.out, FLAGS.split, not FLAGS.unlabelled, FLAGS.fine,
+                          FLAGS.count))
     except (DCGANError, OSError, KeyError, ValueError) as e:
         raise SystemExit(f"Error: {first_line(e)}") from None
 
@@ -107,6 +153,7 @@ def define_flags():
     flags.DEFINE_boolean("unlabelled", False, "Every picture in one folder, rather than a sub-folder per class.")
     flags.DEFINE_boolean("fine", False, "emoji and openmoji: a class per subcategory (subgroup), about a hundred, "
                                         "rather than per category (group); the judges are trained on these.")
+    flags.DEFINE_integer("count", 1000000, "many: how many pictures.", lower_bound=1)
     flags.mark_flags_as_required(["source", "out"])
 
 

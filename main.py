@@ -26,6 +26,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 from absl import app, flags, logging
 
+import cache
 import data
 import distribute
 import utils
@@ -33,7 +34,7 @@ import visualize
 from data import CURVE_POINTS, CURVES, MNIST_LIKE, NUM_CLASSES, parse_labels
 from run import (BEST, CONDITIONINGS, DEFAULT_CONDITIONING, DEFAULTS, ORIGINAL_RECIPE, RECIPES, SETTINGS, UNSET, Run,
                  best_manager, checkpoint_manager, checkpoint_prefixes, class_names, clear_unfinished_saves, held_alone,
-                 repair_checkpoint_list, restore, run_name, save_checkpoint, variant_recipe)
+                 repair_checkpoint_list, restore, run_name, save_checkpoint, training_recipe)
 from utils import DCGANError, digit_names
 
 # An image folder's defaults, the original's: 108x108 crops (celebA's faces) drawn at 64x64.
@@ -398,7 +399,7 @@ def build_model(config, strategy=None):
             config["layers"] = unconditional_layers(config["output_height"], config["output_width"])
         config["conditioning"] = folder_conditioning(config["conditioning"], config["y_dim"], config["output_height"],
                                                      config["output_width"])
-    recipe = training_recipe(config)
+    recipe = training_recipe(config, recipe_asked())
     precision = distribute.usable_precision(FLAGS.precision, FLAGS.speed_record, bench_model(config))
     return build_dcgan(config, strategy, precision, recipe["learning_rate"], recipe["beta1"], recipe["g_steps"],
                        FLAGS.sync_batch_norm, FLAGS.raw_weights, recipe["d_learning_rate"], FLAGS.augment)
@@ -409,15 +410,9 @@ def bench_model(config):
     return "mnist" if config["dataset"] in MNIST_LIKE else str(config["output_height"])
 
 
-def training_recipe(config):
-    """How the run trains now: --learning_rate, --d_learning_rate, --beta1 and --g_steps where given,
-    else its variant's (run.variant_recipe) as its --recipe changes it (a d_speedup there: D's rate
-    that many times G's)."""
-    recipe = {**variant_recipe(config["arch"], config["loss"]), **RECIPES[config["recipe"]]}
-    chosen = {name: recipe[name] if getattr(FLAGS, name) is None else getattr(FLAGS, name) for name in ORIGINAL_RECIPE}
-    if FLAGS.d_learning_rate is None and "d_speedup" in recipe:
-        chosen["d_learning_rate"] = recipe["d_speedup"] * chosen["learning_rate"]
-    return chosen
+def recipe_asked():
+    """--learning_rate, --d_learning_rate, --beta1 and --g_steps (None where not given), for run.training_recipe."""
+    return {name: getattr(FLAGS, name) for name in ORIGINAL_RECIPE}
 
 
 def download():
@@ -481,7 +476,7 @@ def train(dcgan, run, training_data, strategy):
                             "under another --out_name"):
         clear_unfinished_saves(folder)
         manager = checkpoint_manager(dcgan, folder, FLAGS.max_to_keep)
-        recipe = training_recipe(run.config)
+        recipe = training_recipe(run.config, recipe_asked())
         run.config["training"] = {**recipe, "augment": FLAGS.augment}  # recorded in config.json, as used
         restore(manager, required=False, folder=run.checkpoints, learning_rate=recipe["learning_rate"],
                 d_learning_rate=recipe["d_learning_rate"])
@@ -517,14 +512,14 @@ def main(argv):
             and not FLAGS["seed"].present:
         raise DCGANError("a new multi-worker run needs --seed: every worker must draw the same data order and z")
     # Devices and the cluster are set up before anything else starts TensorFlow's runtime.
-    strategy = None
-    if FLAGS.train and FLAGS.strategy != "auto":
-        strategy = distribute.make_strategy(FLAGS.strategy, FLAGS.logical_cpus, FLAGS.worker_wait)
-    # A new image folder run learns its channels and classes from its images.
+    strategy = distribute.make_strategy(FLAGS.strategy, FLAGS.logical_cpus, FLAGS.worker_wait) \
+        if FLAGS.train and FLAGS.strategy != "auto" else None
     if FLAGS.eval_folder and (FLAGS.eval or FLAGS.eval_freq):  # before reading pictures to train on
         import folder_eval
         folder_eval.list_labelled_folder(folder_eval.labelled_folder_path(FLAGS.data_dir, FLAGS.eval_folder))
-    training_data = data.load_training_data(run.config, FLAGS.data_dir, download()) if FLAGS.train else None
+    # A new image folder run learns its channels and classes from its pictures, decoded once into the run's cache.
+    training_data = data.load_training_data(run.config, FLAGS.data_dir, download(), read=cache.reader(
+        os.path.join(run.checkpoints, "cache"))) if FLAGS.train else None
     if FLAGS.eval_freq and run.config["dataset"] not in MNIST_LIKE and not judged(run.config):
         raise DCGANError("--eval_freq on a grayscale image folder without classes needs a labelled --eval_folder of "
                          "its pictures to score them against")

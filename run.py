@@ -69,6 +69,17 @@ def variant_recipe(arch, loss):
     return recipe
 
 
+def training_recipe(config, asked):
+    """How a run (config: its settings) trains now: the values asked ({name: value or None} of ORIGINAL_RECIPE's
+    names) where given, else its variant's (variant_recipe) as its recipe changes them (a d_speedup there: D's
+    learning rate that many times G's)."""
+    recipe = {**variant_recipe(config["arch"], config["loss"]), **RECIPES[config["recipe"]]}
+    chosen = {name: recipe[name] if asked.get(name) is None else asked[name] for name in ORIGINAL_RECIPE}
+    if asked.get("d_learning_rate") is None and "d_speedup" in recipe:
+        chosen["d_learning_rate"] = recipe["d_speedup"] * chosen["learning_rate"]
+    return chosen
+
+
 def run_name(config):
     """<dataset>_<batch>_<height>_<width>, with the arch, loss and spectral norm where they are not the
     original's (mnist_mlp_lsgan_sn_64_28_28)."""
@@ -319,11 +330,11 @@ def save_checkpoint(manager, step):
 
 
 @contextlib.contextmanager
-def held_alone(folder, taken):
+def held_alone(folder, taken, wait=False):
     """Holds folder (made if need be) locked for the block, so that two processes never write the same
-    run; raises DCGANError(taken) when another one holds it. The lock is the kernel's on the folder
-    itself (no lock file to go stale): it dies with its process, kill -9 included. Where there is no
-    flock (Windows, file systems without locks), the block runs unlocked."""
+    run; raises DCGANError(taken) when another one holds it, or with wait, waits for it to let go. The lock
+    is the kernel's on the folder itself (no lock file to go stale): it dies with its process, kill -9
+    included. Where there is no flock (Windows, file systems without locks), the block runs unlocked."""
     try:
         import fcntl
     except ImportError:
@@ -334,7 +345,7 @@ def held_alone(folder, taken):
     fd = os.open(folder, os.O_RDONLY)
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
             raise DCGANError(taken) from None
         except OSError:  # a file system without locks (some network ones): unlocked rather than not at all

@@ -53,8 +53,8 @@ def train(dcgan, manager, run, data, strategy, epochs, sample_every=200, checkpo
           + (f", {replicas} replicas of {batch_size // replicas} images" if replicas > 1 else ""))
     batches, train_step = distribute.distributed_step(
         strategy, dcgan.train_step,
-        shuffled_batches(images, labels, batch_size, dcgan.y_dim, run.config["seed"], start,
-                         run.config.get("balance_classes", False)))
+        lambda share: shuffled_batches(images, labels, batch_size, dcgan.y_dim, run.config["seed"], start,
+                                       run.config.get("balance_classes", False), share), batch_size)
     sample_z, sample_y = fixed_samples(run.config, dcgan.z_dim)
     if chief:
         os.makedirs(run.samples, exist_ok=True)

@@ -33,8 +33,8 @@ MIRRORED_VS_ONE_DEVICE = textwrap.dedent(f"""
         with strategy.scope():
             dcgan = DCGAN(**{TINY!r}, seed=0, ema_decay=0.9, sync_batch_norm=True)
             dcgan.compile(keras.optimizers.Adam(2e-4, 0.5), keras.optimizers.Adam(2e-4, 0.5))
-        batches, step = distribute.distributed_step(strategy, dcgan.train_step,
-                                                    data.shuffled_batches(images, labels, 32, 10, 0))
+        batches, step = distribute.distributed_step(
+            strategy, dcgan.train_step, lambda share: data.shuffled_batches(images, labels, 32, 10, 0, share=share), 32)
         losses = [[float(v) for v in step(next(batches), 0)[0].values()] for _ in range(4)]
         print(name, strategy.num_replicas_in_sync, losses, float(np.sum(dcgan.sample(dcgan.sample_z(4), [1, 2, 3, 4]))))
 """)

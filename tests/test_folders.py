@@ -298,6 +298,7 @@ def test_unconditional_64x64_trains_resumes_generates_exports_and_visualizes(tmp
     rc, out = run_main([*args, "--train", "--epoch=1"], tmp_path)
     assert rc == 0, out
     assert "skipped 2 unreadable image file(s) of 26" in out and "steps 0..3" in out
+    assert f"Decoding 26 pictures into the cache checkpoints/{run}/cache (once: later starts read it)" in out
     config = json.loads((tmp_path / "checkpoints" / run / "config.json").read_text())
     assert config["y_dim"] == 0 and config["c_dim"] == 3 and config["class_names"] == []
     assert {"losses.png", "real_vs_fake.png", "train_00_0002.png"} <= set(outputs(tmp_path / "samples" / run))
@@ -306,6 +307,7 @@ def test_unconditional_64x64_trains_resumes_generates_exports_and_visualizes(tmp
     rc, out = run_main([*args, "--train", "--epoch=2"], tmp_path)
     assert rc == 0, out
     assert f"Restored checkpoints/{run}/ckpt-3" in out and "steps 3..6" in out
+    assert f"Read 24 pictures from the cache checkpoints/{run}/cache into memory" in out and "Decoding" not in out
 
     rc, out = run_main(["--dataset=shapes", "--batch_size=8", "--generate", "--n_per_label=5", "--seed=4",
                         "--export", "--visualize", "--visualize_option=4"], tmp_path)
