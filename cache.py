@@ -90,14 +90,18 @@ def build(paths, size, crop, folder, key):
     print(f"Decoding {len(paths)} pictures into the cache {folder} (once: later starts read it)", flush=True)
     blank, kept, grey = np.zeros(size + (3,), np.uint8), [], []
     target = os.path.join(folder, PICTURES)
-    with open(target + ".tmp", "wb") as f:
-        np.lib.format.write_array_header_1_0(f, {"descr": "|u1", "fortran_order": False, "shape": shape})
-        for i, picture, is_grey in decoded(paths, size, crop, "pictures decoded into the cache"):
-            f.write(blank.tobytes() * (i - (kept[-1] + 1 if kept else 0)))  # the unreadable ones before it
-            f.write(np.ascontiguousarray(picture).tobytes())
-            kept.append(i)
-            grey.append(is_grey)
-        f.write(blank.tobytes() * (len(paths) - (kept[-1] + 1 if kept else 0)))
+    try:
+        with open(target + ".tmp", "wb") as f:
+            np.lib.format.write_array_header_1_0(f, {"descr": "|u1", "fortran_order": False, "shape": shape})
+            for i, picture, is_grey in decoded(paths, size, crop, "pictures decoded into the cache"):
+                f.write(blank.tobytes() * (i - (kept[-1] + 1 if kept else 0)))  # the unreadable ones before it
+                f.write(np.ascontiguousarray(picture).tobytes())
+                kept.append(i)
+                grey.append(is_grey)
+            f.write(blank.tobytes() * (len(paths) - (kept[-1] + 1 if kept else 0)))
+    except BaseException:  # a picture refused (a crop that does not fit), a full disk, Ctrl-C: nothing half-built kept
+        os.remove(target + ".tmp")
+        raise
     os.replace(target + ".tmp", target)
     np.save(os.path.join(folder, KEPT), np.asarray(kept, np.int64))
     manifest = {"key": key, "kept": len(kept), "grayscale": bool(grey) and all(grey)}

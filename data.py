@@ -378,6 +378,7 @@ def to_grey(images):
         return np.clip(np.rint(grey), 0, 255).astype(np.uint8)[..., None]
     return grey.astype(images.dtype)[..., None]
 
+
 def try_read_image(path, size, crop):
     """read_image's result, or the reason the file cannot be read (a crop that does not fit raises)."""
     try:
@@ -406,13 +407,14 @@ def make_curves(n, seed):
 
 # ---------------------------------------------------------------- a run's training data
 
-def load_training_data(config, data_dir, download=True, limit=None, read=None):
+def load_training_data(config, data_dir, download=True, limit=None, read=None, scored=False):
     """A run's training images (uint8 [N, H, W, C]; the curves float32) and labels (None when
     unconditional), in an order fixed by its seed, at most its train_size, or the first limit of them
     (then fewer than a batch is fine). config: the run's settings (run.py). download: whether an
     MNIST-like dataset missing from data_dir may come through tensorflow-datasets. read: how a folder's
     pictures are read (read_images, or cache.reader's: then perhaps a cache.PictureFile, read a batch at a
-    time). Reading a new image folder settles the run's c_dim, y_dim and class_names."""
+    time). Reading a new image folder settles the run's c_dim, y_dim and class_names. scored: whether the run is
+    scored while training with no labelled folder to score it against (--eval_freq without --eval_folder)."""
     count, at_least = (limit, 0) if limit else (config["train_size"], config["batch_size"])
     dataset = config["dataset"]
     if dataset == CURVES:
@@ -423,11 +425,21 @@ def load_training_data(config, data_dir, download=True, limit=None, read=None):
         images, labels = images[order, ..., None], labels[order]
     else:
         images, labels = load_image_folder(config, os.path.join(data_dir, dataset), count, at_least,
-                                           read or read_images)
+                                           read or read_images, scored)
     check_count(len(images), at_least)
-    if config.get("balance_classes") and labels is None:
-        raise DCGANError(f"--balance_classes draws every class as often, and {dataset} has no classes: leave it out")
+    check_classes(config, labels is not None, scored and dataset not in MNIST_LIKE)
     return images, labels
+
+
+def check_classes(config, labelled, scored):
+    """Refuses what needs classes a run does not have: balancing them, or scoring a grayscale folder without a
+    labelled folder to score it against (a colour one has the judges)."""
+    if config.get("balance_classes") and not labelled:
+        raise DCGANError(f"--balance_classes draws every class as often, and {config['dataset']} has no classes: "
+                         "leave it out")
+    if scored and not labelled and config["c_dim"] == 1:
+        raise DCGANError("--eval_freq on a grayscale image folder without classes needs a labelled --eval_folder of "
+                         "its pictures to score them against")
 
 
 def check_count(n, at_least):
@@ -435,8 +447,9 @@ def check_count(n, at_least):
         raise DCGANError(f"{n} images are fewer than one batch of {at_least}")
 
 
-def load_image_folder(config, folder, limit, at_least, read):
+def load_image_folder(config, folder, limit, at_least, read, scored=False):
     paths, labels, names = list_image_folder(folder, config["input_fname_pattern"])
+    check_classes(config, bool(names), scored)  # before the long part; a grayscale folder found so after it
     note_changed_files(config, folder, paths)
     if config["class_names"] is not None and (names or []) != config["class_names"]:
         raise DCGANError(f"the classes in {folder} ({', '.join(names or ['none'])}) are not the run's "

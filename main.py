@@ -519,10 +519,7 @@ def main(argv):
         folder_eval.list_labelled_folder(folder_eval.labelled_folder_path(FLAGS.data_dir, FLAGS.eval_folder))
     # A new image folder run learns its channels and classes from its pictures, decoded once into the run's cache.
     training_data = data.load_training_data(run.config, FLAGS.data_dir, download(), read=cache.reader(
-        os.path.join(run.checkpoints, "cache"))) if FLAGS.train else None
-    if FLAGS.eval_freq and run.config["dataset"] not in MNIST_LIKE and not judged(run.config):
-        raise DCGANError("--eval_freq on a grayscale image folder without classes needs a labelled --eval_folder of "
-                         "its pictures to score them against")
+        os.path.join(run.checkpoints, "cache")), scored=FLAGS.eval_freq and not FLAGS.eval_folder) if FLAGS.train else None
     repair_checkpoint_list(run.checkpoints)
     # Before TensorFlow loads: a mistyped name or a forgotten --train is answered at once.
     if not FLAGS.train and not os.path.exists(os.path.join(run.checkpoints, "checkpoint")):

@@ -210,7 +210,7 @@ def test_bad_input_gets_one_clear_line_and_changes_nothing(tmp_path, case, setup
     rc, out = run_main(args, tmp_path)
     assert rc == 1, out
     assert "Traceback" not in out
-    lines = [line for line in error_lines(out) if not line.startswith("Read ")]  # the pictures read first
+    lines = [line for line in error_lines(out) if not line.startswith(("Read ", "Decoding "))]  # what was read first
     assert message in lines[0], out
     assert len(lines) <= 2, out  # absl adds "Pass --helpshort or --helpfull to see help on flags."
     assert snapshot(tmp_path) == before
