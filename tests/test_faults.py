@@ -356,6 +356,7 @@ def test_sigterm_and_sigint_save_a_checkpoint_then_stop(tmp_path, signum, code):
     assert step > 0
     name = signal.Signals(signum).name
     assert f"Stopped: stopped by {name} at step {step}; saved checkpoints/{RUN}/ckpt-{step}" in out, out
+    assert re.search(r"Waiting for input took \d+\.\d % of the time\. Run the same command to resume", out), out
     assert "Traceback" not in out
     if signum == signal.SIGTERM:  # both save through the same code: one resume shows the checkpoint goes on
         rc, out = run_main(train_args("--train", f"--epoch={step // 10 + 1}"), tmp_path)
