@@ -88,17 +88,17 @@ def build(paths, size, crop, folder, key):
                          f"{folder} and the disk has {free / 2 ** 30:.1f} GiB free: free some, or use fewer "
                          "(--train_size) or smaller (--output_height) pictures")
     print(f"Decoding {len(paths)} pictures into the cache {folder} (once: later starts read it)", flush=True)
-    blank, kept, grey = np.zeros(size + (3,), np.uint8), [], []
+    blank, kept, grey, written = np.zeros(size + (3,), np.uint8).tobytes(), [], [], 0
     target = os.path.join(folder, PICTURES)
     try:
         with open(target + ".tmp", "wb") as f:
             np.lib.format.write_array_header_1_0(f, {"descr": "|u1", "fortran_order": False, "shape": shape})
             for i, picture, is_grey in decoded(paths, size, crop, "pictures decoded into the cache"):
-                f.write(blank.tobytes() * (i - (kept[-1] + 1 if kept else 0)))  # the unreadable ones before it
-                f.write(np.ascontiguousarray(picture).tobytes())
+                f.write(blank * (i - written) + np.ascontiguousarray(picture).tobytes())  # the unreadable ones first
+                written = i + 1
                 kept.append(i)
                 grey.append(is_grey)
-            f.write(blank.tobytes() * (len(paths) - (kept[-1] + 1 if kept else 0)))
+            f.write(blank * (len(paths) - written))
     except BaseException:  # a picture refused (a crop that does not fit), a full disk, Ctrl-C: nothing half-built kept
         os.remove(target + ".tmp")
         raise

@@ -102,7 +102,7 @@ def train(dcgan, manager, run, data, strategy, epochs, sample_every=200, checkpo
                     by = stop.signal.name if stop.signal else "a signal to another worker"
                     raise Stopped(stop.signal or signal.SIGTERM,
                                   f"stopped by {by} at step {step}; saved {manager.latest_checkpoint}. "
-                                  f"{waiting_share(waited, started)} Run the same command to resume.")
+                                  f"{waiting_share(waited, started)}. Run the same command to resume.")
     except tf.errors.OpError as e:
         if distribute.is_peer_loss(e, strategy):
             progress.close()
@@ -125,7 +125,7 @@ def train(dcgan, manager, run, data, strategy, epochs, sample_every=200, checkpo
         f"The chief wrote the run's checkpoint and samples in {run.checkpoints}, {run.samples}"
     if total - start > 1:
         print(f"Done: {total} steps ({steps_per_s:.2f} steps/s after the first). {written}. "
-              f"{waiting_share(waited, started)[:-1]}, the training step {100 * in_step:.1f} % after the first.")
+              f"{waiting_share(waited, started)}, the training step {100 * in_step:.1f} % after the first.")
     else:  # the first step, which traces the graph, has no rate to tell
         print(f"Done: {total} steps. {written}.")
     if chief:
@@ -187,4 +187,4 @@ def write_samples(dcgan, run, z, labels, batch, step, filename, image_summaries=
 
 def waiting_share(waited, started):
     """The share of the loop's time spent waiting for input since started (does the pipeline keep up?)."""
-    return f"Waiting for input took {100 * waited / (time.perf_counter() - started):.1f} % of the time."
+    return f"Waiting for input took {100 * waited / (time.perf_counter() - started):.1f} % of the time"

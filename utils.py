@@ -83,8 +83,8 @@ def exit_in_one_line(work, disk, memory):
             message = f"{first_line(e)}. The disk is full: free some space, or {disk}; {kept}"
         elif isinstance(e, (DCGANError, OSError)):
             message = e
-        elif memory_shortage(e) is not None:
-            message = f"out of memory ({memory_shortage(e)}): {memory}; {kept}"
+        elif (shortage := memory_shortage(e)) is not None:
+            message = f"out of memory ({shortage}): {memory}; {kept}"
         else:
             raise
         print(f"Error: {message}", file=sys.stderr)
