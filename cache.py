@@ -39,7 +39,7 @@ def cached_pictures(paths, size, crop=None, channels=None, folder="cache"):
     """(pictures [N, H, W, C], indices of the paths kept) of the readable files of paths as data.read_images gives
     them, from the cache in folder, built first when it holds other files, sizes or crops: an array where they
     fit easily in memory, else a PictureFile. channels 1 or 3; None: 1 if every file is grayscale, else 3."""
-    key = {"version": VERSION, "files": files_digest(os.path.commonpath(paths) if paths else "", paths),
+    key = {"version": VERSION, "files": files_digest(common_folder(paths), paths),
            "count": len(paths), "size": list(size), "crop": list(crop) if crop else None}
     with held_alone(folder, "", wait=True):  # another worker building it: wait, then read it
         manifest = read_manifest(folder)
@@ -54,6 +54,12 @@ def cached_pictures(paths, size, crop=None, channels=None, folder="cache"):
     print(f"Streaming {len(kept)} pictures from the cache {folder} ({pictures.nbytes / 2 ** 30:.1f} GiB, more than "
           "fits in memory at ease): a batch at a time")
     return pictures, kept
+
+
+def common_folder(paths):
+    """The folder every path is in, so the cache's key holds no more of where it is than needed: that of the
+    first and last in sort order is that of all, in a thousandth of the time on 1 M paths."""
+    return os.path.commonpath([min(paths), max(paths)]) if paths else ""
 
 
 def available_memory():

@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 import pytest
+from PIL import Image
 
 import cache
 import data
@@ -59,6 +60,9 @@ def test_other_files_another_size_or_a_build_cut_short_build_it_again(folder, tm
         pictures, _ = cache.cached_pictures(paths, size, folder=place)
         assert "holds other pictures, or was cut short: building it again" in capsys.readouterr().err
         assert pictures.shape[1:3] == size
+    Image.new("RGB", (20, 20), (255, 0, 0)).save(folder[1], format="PNG")  # changed in place: same name
+    pictures, _ = cache.cached_pictures(folder[1:], (8, 8), folder=place)
+    assert "building it again" in capsys.readouterr().err and (pictures[0] == [255, 0, 0]).all()
     os.remove(os.path.join(place, cache.MANIFEST))  # killed before its manifest was written
     with open(os.path.join(place, cache.PICTURES + ".tmp"), "wb") as f:
         f.write(b"half")

@@ -265,8 +265,11 @@ def test_a_resumed_run_says_when_the_folders_files_changed(tmp_path, capsys):
     pictures(tmp_path / "pics", ["4.jpg"])
     data.load_training_data(config, str(tmp_path))
     assert (f"Warning: the files of {tmp_path / 'pics'} are not those the run was trained on so far (4 then, 5 now, or "
-            "some changed): from here on it sees other batches") in capsys.readouterr().err
+            "other names): from here on it sees other batches") in capsys.readouterr().err
     assert config["files"]["count"] == 5
+    os.rename(tmp_path / "pics" / "4.jpg", tmp_path / "pics" / "5.jpg")
+    data.load_training_data(config, str(tmp_path))
+    assert "(5 then, 5 now, or other names)" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------ through main.py
