@@ -481,7 +481,7 @@ def note_changed_files(config, folder, paths):
     the same names are there to be shuffled (a file changed in place changes its picture, which the cache
     sees, not the order)."""
     listed = {"count": len(paths), "names": files_digest(folder, paths, sizes=False)}
-    before = config.get("files")
+    before = config.get("files")  # a run recorded before names were: its count alone compared
     if before and (before["count"], before.get("names", listed["names"])) != (listed["count"], listed["names"]):
         print(f"Warning: the files of {folder} are not those the run was trained on so far ({before['count']} then, "
               f"{listed['count']} now, or other names): from here on it sees other batches than it would have",

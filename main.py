@@ -196,7 +196,8 @@ flags.DEFINE_enum("conditioning", None, list(CONDITIONINGS), "Labelled folders o
                   "take it; mnist: the MNIST networks (two stride-2 layers from a quarter of the size; what smaller "
                   "pictures and MNIST get). Kept with the run.")
 flags.DEFINE_boolean("balance_classes", False, "Labelled folders: draw every class equally often in the real batches "
-                     "(and so in G's), rather than as often as it has pictures. Kept with the run.")
+                     "(and so in G's), rather than as often as it has pictures: small classes learned sooner, the "
+                     "largest later (docs/colour.md). Kept with the run.")
 flags.DEFINE_integer("gf_dim", 64, "Generator filters in the first deconv layer's output.", lower_bound=1)
 flags.DEFINE_integer("df_dim", 64, "Discriminator filters in the second conv layer.", lower_bound=1)
 flags.DEFINE_integer("gfc_dim", 1024, "Generator fully connected units.", lower_bound=1)
