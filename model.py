@@ -129,18 +129,16 @@ class FolderDiscriminator(keras.layers.Layer):
     """image (and class) -> one logit, the original's 64x64 branch: 5x5 stride-2 convolutions to df_dim, *2, *4
     and *8 channels (the first `layers` of them), leaky ReLU, batch norm after all but the first, then linear to
     1. With classes, conditioning 'concat' joins the one-hot label to every layer's input, 'projection' adds
-    the inner product of the last convolution's features with the class's learnt embedding to the logit."""
+    the inner product of the last convolution's features, summed over the picture, with the class's learnt
+    embedding to the logit (as SN-GAN and BigGAN: one weight per channel and class, not per position)."""
 
-    def __init__(self, df_dim=64, spectral_norm=False, layers=4, y_dim=0, conditioning="projection", size=(64, 64),
-                 **kwargs):
+    def __init__(self, df_dim=64, spectral_norm=False, layers=4, y_dim=0, conditioning="projection", **kwargs):
         super().__init__(**kwargs)
         self.joined = y_dim if conditioning == "concat" else 0
         self.convs = [conv2d(df_dim * 2 ** i, f"d_h{i}_conv", spectral_norm, labels=self.joined) for i in range(layers)]
         self.bns = [batch_norm(f"d_bn{i}", not spectral_norm) for i in range(1, layers)]
         self.h4 = linear(1, f"d_h{layers}_lin", spectral_norm)
-        for _ in range(layers):
-            size = tuple(conv_out_size_same(s) for s in size)
-        self.embed = linear(int(np.prod(size)) * df_dim * 2 ** (layers - 1), "d_embed", spectral_norm,
+        self.embed = linear(df_dim * 2 ** (layers - 1), "d_embed", spectral_norm,
                             use_bias=False) if y_dim and conditioning == "projection" else None
 
     def hidden(self, x, y=None, training=False):
@@ -152,10 +150,10 @@ class FolderDiscriminator(keras.layers.Layer):
 
     def call(self, x, y=None, training=False):
         h = self.hidden(x, y, training)[-1]
-        h = ops.reshape(h, (ops.shape(h)[0], -1))
-        scores = self.h4(concat(h, y) if self.joined else h)
+        flat = ops.reshape(h, (ops.shape(h)[0], -1))
+        scores = self.h4(concat(flat, y) if self.joined else flat)
         if self.embed:
-            scores = scores + ops.sum(self.embed(y) * h, axis=1, keepdims=True)
+            scores = scores + ops.sum(self.embed(y) * ops.sum(h, axis=(1, 2)), axis=1, keepdims=True)
         return scores
 
 
@@ -289,8 +287,7 @@ def networks(arch, output_height, output_width, c_dim, y_dim, gf_dim, df_dim, gf
     if arch == "dcgan":
         return (FolderGenerator(output_height, output_width, c_dim, gf_dim, layers, y_dim, conditioning,
                                 name="generator"),
-                FolderDiscriminator(df_dim, spectral_norm, layers, y_dim, conditioning, (output_height, output_width),
-                                    name="discriminator"))
+                FolderDiscriminator(df_dim, spectral_norm, layers, y_dim, conditioning, name="discriminator"))
     if arch == "curves":
         return (MLPGenerator(output_height, output_width, c_dim, name="generator", **CURVES_G),
                 MLPDiscriminator(spectral_norm, name="discriminator", **CURVES_D))

@@ -48,10 +48,11 @@ def test_a_labelled_folders_networks_are_the_folder_networks_taking_the_class_on
     projection = DCGAN(y_dim=10, output_height=64, output_width=64, c_dim=3, conditioning="projection")
     concat = DCGAN(y_dim=10, output_height=64, output_width=64, c_dim=3, conditioning="concat")
     g, d = shapes_of(projection.generator), shapes_of(projection.discriminator)
-    # The original's 64x64 widths; each batch norm of G a scale and offset per class, D a class embedding.
+    # The original's 64x64 widths; each batch norm of G a scale and offset per class, D a class embedding
+    # of its last features summed over the picture.
     assert g["g_h0_lin/kernel"] == (100, 512 * 4 * 4) and g["g_h4/kernel"] == (5, 5, 3, 64)
     assert g["g_bn1/gamma"] == g["g_bn1/beta"] == (10, 256) and "g_bn1/norm/gamma" not in g
-    assert d["d_embed/kernel"] == (10, 512 * 4 * 4) and d["d_h3_conv/kernel"] == (5, 5, 256, 512)
+    assert d["d_embed/kernel"] == (10, 512) and d["d_h3_conv/kernel"] == (5, 5, 256, 512)
     assert {k: v for k, v in d.items() if "embed" not in k} == shapes_of(plain.discriminator)
     # The original's way: the one-hot label joined to z and to every layer's input.
     g, d = shapes_of(concat.generator), shapes_of(concat.discriminator)
