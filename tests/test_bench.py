@@ -55,6 +55,7 @@ def test_bench_measures_each_format_the_hardware_has_and_reports_one_that_fails(
     assert any(row.startswith("mixed_float16") and row.endswith(f"not measured: {failed}") for row in rows)
 
 
+@pytest.mark.full
 def test_bench_times_the_unconditional_colour_model(monkeypatch, capsys, tmp_path):
     # float32 alone: the 16-bit formats are the test above's, and the suite's time is short.
     monkeypatch.setattr(distribute, "missing_hardware", lambda precision: "a test that times them")

@@ -11,6 +11,9 @@ import judge
 import utils
 from conftest import write_image_folder
 
+# Its module-scoped fixture is costly: the whole file runs on one xdist worker.
+pytestmark = pytest.mark.xdist_group("judge")
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):

@@ -27,6 +27,9 @@ STEP = 7
 # The largest difference allowed, relative to the largest magnitude of the TF1 graph's output.
 TOLERANCE = 1e-5
 
+# Its module-scoped fixture is costly: the whole file runs on one xdist worker.
+pytestmark = pytest.mark.xdist_group("original")
+
 
 def random_value(variable, rng):
     name, shape = variable.op.name, variable.shape.as_list()
