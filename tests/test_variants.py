@@ -186,6 +186,7 @@ def test_the_mlp_with_its_projection_discriminator_learns_the_conditional_bars()
     assert contrast.min() > 0.25, contrast.round(3)
 
 
+@pytest.mark.full
 def test_an_mlp_run_saved_before_the_projection_resumes_and_draws_without_it(tmp_path, data_dir):
     """Its config.json has no "projection": its D is built as it was saved, and its checkpoint fits."""
     run = tmp_path / "checkpoints" / "mnist_mlp_32_28_28"
